@@ -1,0 +1,93 @@
+//! A stored job, as the API shows it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::backoff::Backoff;
+use crate::id::JobId;
+use crate::state::JobState;
+
+/// A job with everything the server knows about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// Time-ordered id (UUIDv7).
+    #[schema(value_type = String)]
+    pub id: JobId,
+    /// Queue the job waits in.
+    pub queue: String,
+    /// Task name; workers dispatch on it.
+    pub kind: String,
+    /// Arguments, any JSON.
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// Current state.
+    pub state: JobState,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Attempts started so far (1 while the first attempt runs).
+    pub attempt: u32,
+    /// Attempts allowed before the job is dead.
+    pub max_attempts: u32,
+    /// Delay policy between attempts.
+    pub backoff: Backoff,
+    /// Seconds one attempt may run, if limited.
+    pub timeout: Option<f64>,
+    /// Deduplication key.
+    pub unique_key: Option<String>,
+    /// Seconds after creation during which the unique key also blocks finished jobs.
+    pub unique_for: Option<f64>,
+    /// Seconds a completed or cancelled job is kept.
+    pub retention: f64,
+    /// Free-form labels for filtering.
+    pub tags: Vec<String>,
+    /// Last progress the worker reported.
+    pub progress: Option<Progress>,
+    /// What the job returned.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Every failed attempt, oldest first.
+    pub errors: Vec<AttemptError>,
+    /// The worker holding the job while it runs.
+    pub worker_id: Option<String>,
+    /// When the job was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When the job is (or was) due.
+    pub run_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job reached a finished state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// While running with a timeout: when the attempt times out.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// Progress reported by a running job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// 0 to 100.
+    pub percent: Option<f64>,
+    /// What the job is doing.
+    pub message: Option<String>,
+    /// Any JSON the job wants to expose.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+}
+
+/// Why one attempt failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptError {
+    /// Which attempt (1-based).
+    pub attempt: u32,
+    /// Error class, e.g. `ValueError`, or `WorkerLost` / `Timeout` from the server.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Stack trace, when the worker sent one.
+    pub traceback: Option<String>,
+    /// When the attempt failed.
+    pub at: DateTime<Utc>,
+}

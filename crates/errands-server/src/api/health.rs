@@ -1,0 +1,54 @@
+//! Health, readiness and metrics for probes and Prometheus.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use crate::engine::Engine;
+
+/// How long the store may take to answer a readiness probe.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers within two seconds.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready"), (status = 503, description = "the store does not answer")))]
+pub async fn readyz(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, engine.ready()).await {
+        Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(error)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("store failed: {error}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "store did not answer within 2 s",
+        )),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(engine): State<Arc<Engine>>) -> Result<impl IntoResponse, ApiError> {
+    let text = engine.metrics_text().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
+}

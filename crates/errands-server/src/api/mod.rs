@@ -1,0 +1,96 @@
+//! The HTTP API: routes, extractors, errors and the OpenAPI document.
+
+mod auth;
+pub mod cron;
+pub mod error;
+pub mod events;
+mod extract;
+pub mod health;
+pub mod jobs;
+pub mod queues;
+pub mod workers;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use utoipa::OpenApi;
+
+use crate::engine::Engine;
+use crate::worker;
+pub use auth::Token;
+pub use error::ApiError;
+pub use extract::parse_json;
+
+/// The OpenAPI document, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "errands", description = "Background-job server: HTTP API. The worker socket is described in docs/protocol.md."),
+    paths(
+        jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
+        jobs::delete, queues::list, queues::pause, queues::resume, events::events, workers::list,
+        health::healthz, health::readyz, health::metrics,
+        cron::list, cron::get, cron::put, cron::delete, cron::pause, cron::resume, cron::trigger
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Every route, behind the token check where one is configured.
+pub fn router(engine: Arc<Engine>, token: Token, max_body_bytes: usize) -> Router {
+    let protected = Router::new()
+        .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
+        .route("/v1/jobs/batch", post(jobs::enqueue_batch))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/cron", get(cron::list))
+        .route(
+            "/v1/cron/{name}",
+            get(cron::get).put(cron::put).delete(cron::delete),
+        )
+        .route("/v1/cron/{name}/pause", post(cron::pause))
+        .route("/v1/cron/{name}/resume", post(cron::resume))
+        .route("/v1/cron/{name}/trigger", post(cron::trigger))
+        .route("/v1/worker", get(worker::upgrade))
+        .route("/v1/events", get(events::events))
+        .route("/v1/workers", get(workers::list))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(token, auth::require_token));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        // The dashboard's shell holds no data: public, so it can ask for the token.
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{file}", get(crate::dashboard::asset))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(engine)
+}

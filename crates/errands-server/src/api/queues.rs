@@ -1,0 +1,62 @@
+//! `/v1/queues` routes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use errands_core::enqueue::MAX_NAME_LEN;
+use errands_store::QueueInfo;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use crate::engine::Engine;
+
+/// Every queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueList {
+    /// Queues by name.
+    pub queues: Vec<QueueInfo>,
+}
+
+/// Every queue with counts by state and the oldest ready job's age.
+#[utoipa::path(get, path = "/v1/queues", responses((status = 200, body = QueueList)))]
+pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<QueueList>, ApiError> {
+    Ok(Json(QueueList {
+        queues: engine.queues().await?,
+    }))
+}
+
+/// Pause a queue: it accepts jobs and dispatches none.
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path)),
+    responses((status = 200, body = QueueInfo), (status = 400, body = ErrorBody)))]
+pub async fn pause(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueInfo>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(engine.set_paused(&name, true).await?))
+}
+
+/// Resume a paused queue.
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path)),
+    responses((status = 200, body = QueueInfo), (status = 400, body = ErrorBody)))]
+pub async fn resume(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueInfo>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(engine.set_paused(&name, false).await?))
+}
+
+/// A queue name as jobs may use it: not blank, at most [`MAX_NAME_LEN`] characters.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
+        let message = format!("queue name must be 1 to {MAX_NAME_LEN} characters, not blank");
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field("name"),
+        );
+    }
+    Ok(())
+}

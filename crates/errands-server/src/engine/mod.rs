@@ -1,0 +1,432 @@
+//! The engine: every rule of the job lifecycle that needs more than one store call, and the
+//! bookkeeping that connects the store to live workers. The HTTP API and the worker socket are
+//! thin layers over it.
+
+mod cron;
+mod events;
+mod maintenance;
+mod registry;
+mod signals;
+mod telemetry;
+mod throughput;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use errands_core::event::Change;
+use errands_core::lifecycle::FailureCause;
+use errands_core::protocol::{CancelReason, FailError};
+use errands_core::{
+    AttemptError, Clock, EnqueueRequest, Job, JobId, JobState, Limits, Progress, ValidationError,
+};
+use errands_store::{
+    ClaimRequest, Enqueued, JobFilter, JobPage, QueueInfo, ReleasedJob, Store, StoreError,
+};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use events::{EventHub, EVENT_BUFFER};
+pub use maintenance::run_maintenance_loop;
+pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
+pub use signals::QueueSignals;
+
+use crate::error::EngineError;
+
+/// The job engine shared by every connection.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    signals: QueueSignals,
+    workers: WorkerRegistry,
+    events: EventHub,
+    throughput: throughput::Throughput,
+    paused: RwLock<HashSet<String>>,
+    /// Wakes the maintenance loop when something may have become due sooner than it planned.
+    maintenance: Notify,
+    /// Cancelled when the server shuts down, closing every worker connection.
+    closing: CancellationToken,
+}
+
+impl Engine {
+    /// An engine over `store`, reading time from `clock`. Loads the paused queues and returns
+    /// every job left running by a previous process to its queue.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Result<Arc<Self>, EngineError> {
+        let paused = store.paused_queues().await?.into_iter().collect();
+        // Install the recorder before anything counts, so no early increment is lost.
+        telemetry::prometheus();
+        let engine = Arc::new(Self {
+            store,
+            clock,
+            limits,
+            signals: QueueSignals::default(),
+            workers: WorkerRegistry::default(),
+            events: EventHub::default(),
+            throughput: Default::default(),
+            paused: RwLock::new(paused),
+            maintenance: Notify::new(),
+            closing: CancellationToken::new(),
+        });
+        let orphans = engine.store.release_orphans(&[], engine.now()).await?;
+        if !orphans.is_empty() {
+            tracing::info!(
+                jobs = orphans.len(),
+                "returned jobs left running by the previous process"
+            );
+        }
+        Ok(engine)
+    }
+
+    /// The engine's current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The store behind the engine.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Connected workers.
+    pub fn workers(&self) -> &WorkerRegistry {
+        &self.workers
+    }
+
+    /// Closes every worker connection (their jobs return to their queues) and refuses new ones.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// Resolves once [`Engine::close`] was called.
+    pub async fn closed(&self) {
+        self.closing.cancelled().await;
+    }
+
+    /// The live event feed.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    fn publish_state(&self, id: JobId, queue: &str, kind: &str, state: JobState, attempt: u32) {
+        self.events.publish(
+            id,
+            queue,
+            kind,
+            Change::State { state, attempt },
+            self.now(),
+        );
+    }
+
+    fn publish_job(&self, job: &Job) {
+        self.publish_state(job.id, &job.queue, &job.kind, job.state, job.attempt);
+    }
+
+    /// Per-queue wake-ups for waiting workers.
+    pub fn signals(&self) -> &QueueSignals {
+        &self.signals
+    }
+
+    /// Validates and stores jobs, all or none. A bad request names its field, with its index
+    /// when there are several.
+    pub async fn enqueue(
+        &self,
+        requests: Vec<EnqueueRequest>,
+        batch: bool,
+    ) -> Result<Vec<Enqueued>, EngineError> {
+        let now = self.now();
+        let jobs = requests
+            .into_iter()
+            .enumerate()
+            .map(|(index, request)| {
+                request.validate(&self.limits, now).map_err(|error| {
+                    if batch {
+                        error.within("jobs", index)
+                    } else {
+                        error
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let queues: HashSet<String> = jobs.iter().map(|job| job.queue.clone()).collect();
+        let scheduled = jobs.iter().any(|job| job.state == JobState::Scheduled);
+        let named: Vec<(String, String)> = jobs
+            .iter()
+            .map(|job| (job.queue.clone(), job.kind.clone()))
+            .collect();
+        let stored = self.store.enqueue(jobs).await?;
+        for (outcome, (queue, kind)) in stored.iter().zip(&named) {
+            if outcome.created {
+                telemetry::enqueued(queue, kind);
+                self.publish_state(outcome.id, queue, kind, outcome.state, 0);
+            }
+        }
+        for queue in &queues {
+            self.signals.notify(queue);
+        }
+        if scheduled {
+            self.maintenance.notify_one();
+        }
+        Ok(stored)
+    }
+
+    /// One job.
+    pub async fn get(&self, id: JobId) -> Result<Job, EngineError> {
+        Ok(self.store.get(id).await?)
+    }
+
+    /// A page of jobs.
+    pub async fn list(&self, filter: JobFilter) -> Result<JobPage, EngineError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// Cancels a job; a running job's worker is told to abort it.
+    pub async fn cancel(&self, id: JobId) -> Result<Job, EngineError> {
+        let (job, holder) = self.store.cancel(id, self.now()).await?;
+        self.publish_job(&job);
+        if let Some(worker_id) = holder {
+            self.workers.send(
+                &worker_id,
+                ToWorker::Cancel {
+                    id,
+                    reason: CancelReason::Cancelled,
+                },
+            );
+        }
+        Ok(job)
+    }
+
+    /// Puts a finished job back in its queue.
+    pub async fn retry(&self, id: JobId, reset_attempts: bool) -> Result<Job, EngineError> {
+        let job = self.store.retry(id, reset_attempts, self.now()).await?;
+        self.publish_job(&job);
+        self.signals.notify(&job.queue);
+        Ok(job)
+    }
+
+    /// Deletes a job that is not running.
+    pub async fn delete(&self, id: JobId) -> Result<(), EngineError> {
+        Ok(self.store.delete(id).await?)
+    }
+
+    /// Every queue with its counts and recent throughput.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, EngineError> {
+        let now = self.now();
+        let mut queues = self.store.queues(now).await?;
+        for queue in &mut queues {
+            queue.throughput = self.throughput.series(&queue.name, now);
+        }
+        Ok(queues)
+    }
+
+    /// One queue's counts (empty counts for a queue with no jobs).
+    pub async fn queue(&self, name: &str) -> Result<QueueInfo, EngineError> {
+        let found = self.queues().await?.into_iter().find(|q| q.name == name);
+        Ok(found.unwrap_or_else(|| QueueInfo {
+            name: name.to_owned(),
+            paused: self.is_paused(name),
+            counts: Default::default(),
+            oldest_ready_age: None,
+            throughput: self.throughput.series(name, self.now()),
+        }))
+    }
+
+    /// Pauses or resumes a queue. Paused queues accept jobs and dispatch none.
+    pub async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo, EngineError> {
+        self.store.set_paused(queue, paused).await?;
+        {
+            let mut set = self.paused.write().unwrap_or_else(|p| p.into_inner());
+            if paused {
+                set.insert(queue.to_owned());
+            } else {
+                set.remove(queue);
+            }
+        }
+        if !paused {
+            self.signals.notify(queue);
+        }
+        self.queue(queue).await
+    }
+
+    fn is_paused(&self, queue: &str) -> bool {
+        self.paused
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(queue)
+    }
+
+    /// Leases up to `limit` jobs from `queues` (in the order given, skipping paused ones).
+    pub async fn claim(
+        &self,
+        worker_id: &str,
+        queues: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<Job>, EngineError> {
+        let queues: Vec<String> = queues.into_iter().filter(|q| !self.is_paused(q)).collect();
+        if queues.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = ClaimRequest {
+            queues,
+            limit,
+            worker_id: worker_id.to_owned(),
+        };
+        let jobs = self.store.claim(request, self.now()).await?;
+        for job in &jobs {
+            telemetry::started(job);
+            self.publish_job(job);
+        }
+        if jobs.iter().any(|job| job.deadline.is_some()) {
+            self.maintenance.notify_one();
+        }
+        Ok(jobs)
+    }
+
+    /// A worker finished a job.
+    pub async fn complete(
+        &self,
+        worker_id: &str,
+        id: JobId,
+        result: Option<Value>,
+    ) -> Result<Job, EngineError> {
+        let job = self
+            .store
+            .complete(id, worker_id, result, self.now())
+            .await?;
+        telemetry::finished(&job, self.now());
+        self.throughput.record(&job.queue, self.now());
+        self.publish_job(&job);
+        Ok(job)
+    }
+
+    /// A worker reports a failed attempt.
+    pub async fn fail(
+        &self,
+        worker_id: &str,
+        id: JobId,
+        error: FailError,
+        retry: bool,
+        retry_after: Option<f64>,
+    ) -> Result<Job, EngineError> {
+        let now = self.now();
+        // The store stamps the attempt number; the worker's report does not carry it.
+        let attempt = AttemptError {
+            attempt: 0,
+            kind: error.kind,
+            message: error.message,
+            traceback: error.traceback,
+            at: now,
+        };
+        let cause = FailureCause::Reported { retry, retry_after };
+        let job = self.store.fail(id, worker_id, attempt, cause, now).await?;
+        telemetry::finished(&job, now);
+        self.publish_job(&job);
+        self.wake_after_failure(&job.queue, job.state);
+        Ok(job)
+    }
+
+    /// A worker reports progress on a job of `queue` and `kind`.
+    pub async fn progress(
+        &self,
+        worker_id: &str,
+        id: JobId,
+        (queue, kind): (&str, &str),
+        progress: Progress,
+    ) -> Result<(), EngineError> {
+        if let Some(percent) = progress.percent {
+            if !(0.0..=100.0).contains(&percent) {
+                let message = format!("percent must be between 0 and 100, got {percent}");
+                return Err(ValidationError::new("percent", message).into());
+            }
+        }
+        self.store.progress(id, worker_id, progress.clone()).await?;
+        self.events
+            .publish(id, queue, kind, Change::Progress { progress }, self.now());
+        Ok(())
+    }
+
+    /// A worker's connection closed: its jobs go back to their queues at once.
+    pub async fn worker_lost(&self, worker_id: &str) -> Result<Vec<ReleasedJob>, EngineError> {
+        let released = self.store.release_worker(worker_id, self.now()).await?;
+        for job in &released {
+            self.after_release(job);
+        }
+        Ok(released)
+    }
+
+    /// Fires due cron schedules, promotes due jobs, times out overdue ones and purges expired
+    /// ones. Returns when it next has work, if known.
+    pub async fn run_maintenance(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let now = self.now();
+        self.fire_cron(now).await;
+        let promoted = self.store.promote_due(now).await?;
+        let mut queues = HashSet::new();
+        for job in &promoted {
+            self.publish_state(job.id, &job.queue, &job.kind, JobState::Queued, job.attempt);
+            queues.insert(job.queue.as_str());
+        }
+        for queue in queues {
+            self.signals.notify(queue);
+        }
+        for job in self.store.expire_deadlines(now).await? {
+            self.workers.send(
+                &job.worker_id,
+                ToWorker::Cancel {
+                    id: job.id,
+                    reason: CancelReason::Timeout,
+                },
+            );
+            self.after_release(&job);
+        }
+        while self.store.purge_expired(now).await? > 0 {}
+        Ok(self.store.next_wakeup().await?)
+    }
+
+    /// After the server took a job from its worker: publish and wake whoever is next.
+    fn after_release(&self, job: &ReleasedJob) {
+        telemetry::failed(&job.queue, &job.kind, job.state);
+        self.publish_state(job.id, &job.queue, &job.kind, job.state, job.attempt);
+        self.wake_after_failure(&job.queue, job.state);
+    }
+
+    /// After a job left a worker: wake its queue if it is ready again, or the maintenance
+    /// loop if it waits out a backoff.
+    fn wake_after_failure(&self, queue: &str, state: JobState) {
+        match state {
+            JobState::Queued => self.signals.notify(queue),
+            JobState::Scheduled => self.maintenance.notify_one(),
+            _ => {}
+        }
+    }
+
+    /// The Prometheus text exposition, with gauges refreshed from the store.
+    pub async fn metrics_text(&self) -> Result<String, EngineError> {
+        let queues = self.queues().await?;
+        let workers = self.workers.list();
+        let capacity = workers.iter().map(|w| u64::from(w.capacity)).sum();
+        telemetry::snapshot(&queues, workers.len(), capacity);
+        Ok(telemetry::prometheus().render())
+    }
+
+    /// Whether the store answers: a cheap read through the whole store path.
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        self.store.paused_queues().await?;
+        Ok(())
+    }
+
+    /// Waits until something may have become due earlier than planned.
+    pub(crate) async fn maintenance_requested(&self) {
+        self.maintenance.notified().await;
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        EngineError::Store(error)
+    }
+}

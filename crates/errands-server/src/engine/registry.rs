@@ -1,0 +1,126 @@
+//! The workers connected to this server: how to reach each one, and what it reported.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use errands_core::protocol::CancelReason;
+use errands_core::JobId;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+/// Something the engine asks a worker's connection to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToWorker {
+    /// Abort a job and stop counting it against the worker's capacity.
+    Cancel {
+        /// The job.
+        id: JobId,
+        /// Why.
+        reason: CancelReason,
+    },
+}
+
+/// A connected worker as `GET /v1/workers` shows it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct WorkerInfo {
+    /// Id the server gave the connection.
+    pub id: String,
+    /// Name the worker gave.
+    pub name: Option<String>,
+    /// Host the worker runs on, as it reported.
+    pub host: Option<String>,
+    /// Process id, as it reported.
+    pub pid: Option<u32>,
+    /// SDK name.
+    pub sdk: Option<String>,
+    /// SDK version.
+    pub version: Option<String>,
+    /// Queues it serves, in order.
+    pub queues: Vec<String>,
+    /// Jobs it takes at once.
+    pub capacity: u32,
+    /// Jobs it holds now.
+    pub running: usize,
+    /// When it connected.
+    pub connected_at: DateTime<Utc>,
+    /// When it last sent anything.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A shared, updatable view of one worker.
+pub type WorkerStatus = Arc<Mutex<WorkerInfo>>;
+
+struct Entry {
+    tx: mpsc::UnboundedSender<ToWorker>,
+    status: WorkerStatus,
+}
+
+/// Connected workers by id.
+#[derive(Default)]
+pub struct WorkerRegistry {
+    workers: Mutex<HashMap<String, Entry>>,
+}
+
+impl WorkerRegistry {
+    /// Adds a worker. Its connection reads `ToWorker` messages from the returned receiver and
+    /// keeps the returned status current.
+    pub fn register(&self, info: WorkerInfo) -> (mpsc::UnboundedReceiver<ToWorker>, WorkerStatus) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = info.id.clone();
+        let status = Arc::new(Mutex::new(info));
+        let entry = Entry {
+            tx,
+            status: status.clone(),
+        };
+        self.lock().insert(id, entry);
+        (rx, status)
+    }
+
+    /// Removes a worker.
+    pub fn unregister(&self, worker_id: &str) {
+        self.lock().remove(worker_id);
+    }
+
+    /// Sends a message to a worker if it is still connected.
+    pub fn send(&self, worker_id: &str, message: ToWorker) {
+        if let Some(entry) = self.lock().get(worker_id) {
+            // A closed channel means the worker is disconnecting; its jobs are released then.
+            let _ = entry.tx.send(message);
+        }
+    }
+
+    /// Every connected worker, oldest connection first.
+    pub fn list(&self) -> Vec<WorkerInfo> {
+        let mut workers: Vec<WorkerInfo> = self
+            .lock()
+            .values()
+            .map(|entry| {
+                entry
+                    .status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            })
+            .collect();
+        workers.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
+        workers
+    }
+
+    /// How many workers are connected.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no worker is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}

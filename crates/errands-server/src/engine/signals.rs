@@ -1,0 +1,38 @@
+//! Per-queue wake-ups: a worker waiting for work sleeps until one of its queues changes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+/// A version counter per queue, bumped whenever the queue may have gained ready jobs.
+/// Watch channels remember the last version a receiver saw, so no wake-up is lost between
+/// a worker's claim and its wait.
+#[derive(Default)]
+pub struct QueueSignals {
+    senders: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl QueueSignals {
+    /// Tells every worker of `queue` to look for jobs.
+    pub fn notify(&self, queue: &str) {
+        let mut senders = self.lock();
+        if let Some(sender) = senders.get_mut(queue) {
+            sender.send_modify(|version| *version += 1);
+        }
+    }
+
+    /// A receiver that changes whenever `queue` is notified.
+    pub fn subscribe(&self, queue: &str) -> watch::Receiver<u64> {
+        self.lock()
+            .entry(queue.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        self.senders
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}

@@ -1,0 +1,18 @@
+//! Errors the engine reports to its callers.
+
+use errands_core::ValidationError;
+use errands_store::StoreError;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request was invalid; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The network failed (binding or serving).
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,132 @@
+//! The errands job server: the [`Engine`](engine::Engine) holding the job lifecycle, the HTTP
+//! API and the worker socket, served by axum.
+
+pub mod api;
+mod dashboard;
+pub mod engine;
+mod error;
+mod worker;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use errands_core::{Clock, Limits};
+use errands_store::Store;
+use tokio::net::TcpListener;
+
+pub use engine::Engine;
+pub use error::EngineError;
+
+/// Settings of a running server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Bearer token required on every route but `/healthz`.
+    pub token: Option<String>,
+    /// Limits on what a job may carry.
+    pub limits: Limits,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            limits: Limits::default(),
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Starts the engine and its maintenance loop, and serves HTTP on `listener` until
+/// `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EngineError> {
+    let (engine, app) = build(store, clock, config).await?;
+    let maintenance = tokio::spawn(engine::run_maintenance_loop(engine.clone()));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Worker sockets would hold the graceful shutdown open forever: close them.
+            engine.close();
+        })
+        .await;
+    maintenance.abort();
+    Ok(served?)
+}
+
+/// The engine and the router over it.
+async fn build(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: ServerConfig,
+) -> Result<(Arc<Engine>, axum::Router), EngineError> {
+    let engine = Engine::start(store, clock, config.limits).await?;
+    let token = api::Token(config.token.map(Into::into));
+    let app = api::router(engine.clone(), token, config.max_body_bytes);
+    Ok((engine, app))
+}
+
+/// A server running in the background, for tests and embedding.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The engine, for driving maintenance by hand in tests.
+    pub engine: Arc<Engine>,
+    task: tokio::task::JoinHandle<()>,
+    maintenance: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Starts a server on `127.0.0.1` at a free port.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+    ) -> Result<Self, EngineError> {
+        Self::start_at(([127, 0, 0, 1], 0).into(), store, clock, config).await
+    }
+
+    /// Starts a server listening on `addr`.
+    pub async fn start_at(
+        addr: SocketAddr,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+    ) -> Result<Self, EngineError> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (engine, app) = build(store, clock, config).await?;
+        let maintenance = tokio::spawn(engine::run_maintenance_loop(engine.clone()));
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "server stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            engine,
+            task,
+            maintenance,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.engine.close();
+        self.task.abort();
+        self.maintenance.abort();
+    }
+}

@@ -1,0 +1,192 @@
+//! What operators watch: metrics after a known sequence of jobs, readiness, and the list of
+//! connected workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errands_client::{Backoff, Client, EnqueueOptions, HandlerError, JobContext, JobState, Worker};
+use errands_core::SystemClock;
+use errands_server::{RunningServer, ServerConfig};
+use errands_store::SqliteStore;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn server() -> (RunningServer, Client) {
+    let store = Arc::new(SqliteStore::temporary().unwrap());
+    let server = RunningServer::start(store, Arc::new(SystemClock), ServerConfig::default())
+        .await
+        .unwrap();
+    let client = Client::new(server.url(), None).unwrap();
+    (server, client)
+}
+
+/// The value of the sample whose name and labels are exactly `series`, or 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+async fn scrape(server: &RunningServer) -> String {
+    let response = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_a_known_sequence_of_jobs() {
+    // Metrics are process-wide; a queue name of its own keeps this test's series apart.
+    let (server, client) = server().await;
+    let queue = "metrics-known-sequence";
+    let worker = Worker::builder(client.clone())
+        .queues([queue])
+        .handle_raw("m", |ctx: JobContext, args: Value| async move {
+            match args.as_str() {
+                Some("fail-once") if ctx.attempt == 1 => Err(HandlerError::new("Flaky", "once")),
+                Some("always-fail") => Err(HandlerError::permanent("Broken", "never works")),
+                _ => Ok(json!("done")),
+            }
+        })
+        .build();
+    tokio::spawn(worker.run());
+    let options = || EnqueueOptions::new().queue(queue).backoff(Backoff::None);
+    let mut ids = Vec::new();
+    for args in ["ok", "ok", "fail-once", "always-fail"] {
+        ids.push(
+            client
+                .enqueue_raw("m", json!(args), options())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    for id in &ids {
+        client.wait(*id, WAIT).await.unwrap();
+    }
+    let held = client
+        .enqueue_raw(
+            "m",
+            json!("later"),
+            options().delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.state, JobState::Scheduled);
+
+    let text = scrape(&server).await;
+    let labels = format!("queue=\"{queue}\",kind=\"m\"");
+    assert_eq!(
+        sample(&text, &format!("errands_jobs_enqueued_total{{{labels}}}")),
+        5.0
+    );
+    assert_eq!(
+        sample(&text, &format!("errands_jobs_started_total{{{labels}}}")),
+        5.0
+    );
+    assert_eq!(
+        sample(&text, &format!("errands_jobs_completed_total{{{labels}}}")),
+        3.0
+    );
+    assert_eq!(
+        sample(&text, &format!("errands_jobs_failed_total{{{labels}}}")),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, &format!("errands_jobs_retried_total{{{labels}}}")),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, &format!("errands_jobs_dead_total{{{labels}}}")),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("errands_queue_jobs{{queue=\"{queue}\",state=\"completed\"}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("errands_queue_jobs{{queue=\"{queue}\",state=\"scheduled\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, &format!("errands_job_run_seconds_count{{{labels}}}")),
+        5.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("errands_job_wait_seconds_count{{queue=\"{queue}\"}}")
+        ),
+        5.0
+    );
+    assert!(text.contains(
+        "errands_job_wait_seconds_bucket{queue=\"metrics-known-sequence\",le=\"0.001\"}"
+    ));
+    assert!(sample(&text, "errands_workers_connected") >= 1.0);
+    assert!(sample(&text, "errands_store_commit_seconds_count") > 0.0);
+}
+
+#[tokio::test]
+async fn readiness_means_the_store_answers() {
+    let (server, _client) = server().await;
+    let response = reqwest::get(format!("{}/readyz", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+#[tokio::test]
+async fn connected_workers_are_listed_with_what_they_hold() {
+    let (server, client) = server().await;
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let worker = Worker::builder(client.clone())
+        .name("listing-test")
+        .queues(["a", "b"])
+        .capacity(3)
+        .handle_raw("hold", move |_ctx: JobContext, _args: Value| {
+            let started = started_tx.clone();
+            async move {
+                started.send(()).unwrap();
+                std::future::pending::<Result<Value, HandlerError>>().await
+            }
+        })
+        .build();
+    tokio::spawn(worker.run());
+    client
+        .enqueue_raw("hold", Value::Null, EnqueueOptions::new().queue("a"))
+        .await
+        .unwrap();
+    started.recv().await.unwrap();
+    let listed: Value = reqwest::get(format!("{}/v1/workers", server.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let worker = &listed["workers"][0];
+    assert_eq!(worker["name"], "listing-test");
+    assert_eq!(worker["queues"], json!(["a", "b"]));
+    assert_eq!(worker["capacity"], 3);
+    assert_eq!(worker["running"], 1);
+    assert_eq!(worker["pid"], std::process::id());
+    assert_eq!(worker["sdk"], "errands-rust");
+    assert!(worker["connected_at"].is_string() && worker["last_seen"].is_string());
+}

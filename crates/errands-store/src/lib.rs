@@ -1,0 +1,16 @@
+//! Where errands keeps its jobs. [`Store`] is the contract every backend meets, each state
+//! change one atomic step; [`SqliteStore`] is the embedded default. The [`conformance`] suite
+//! is written once against the trait and run for every backend.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod error;
+pub mod sqlite;
+mod store;
+
+pub use error::StoreError;
+pub use sqlite::{SqliteStore, SyncMode};
+pub use store::{
+    ClaimRequest, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueCounts, QueueInfo,
+    ReleasedJob, Store, StoredCron,
+};

@@ -1,0 +1,595 @@
+//! The SQL of each store operation. Every function runs inside the caller's transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use errands_core::backoff::seconds_to_duration;
+use errands_core::lifecycle::{after_failure, FailureCause};
+use errands_core::{AttemptError, Job, JobId, JobState, NewJob, Progress};
+use rusqlite::types::ToSql;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::rows::{from_ms, job_from_row, parse_id, parse_state, to_ms, JOB_COLUMNS};
+use crate::error::StoreError;
+use crate::store::{ClaimRequest, Enqueued, JobFilter, JobPage, MovedJob, QueueInfo, ReleasedJob};
+
+/// Most expired jobs deleted in one purge step, so a purge never holds the writer for long.
+pub(crate) const PURGE_CHUNK: i64 = 10_000;
+
+fn expiry(now: DateTime<Utc>, seconds: f64) -> i64 {
+    to_ms(now + seconds_to_duration(seconds))
+}
+
+pub(crate) fn enqueue(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+    jobs.iter().map(|job| enqueue_one(conn, job)).collect()
+}
+
+fn enqueue_one(conn: &Connection, job: &NewJob) -> Result<Enqueued, StoreError> {
+    if let Some(existing) = find_unique(conn, job)? {
+        return Ok(existing);
+    }
+    let tags = if job.tags.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&job.tags)?)
+    };
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, queue, kind, args, state, priority, max_attempts, backoff, \
+         timeout, unique_key, unique_for, retention, tags, created_at, run_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        job.id.to_string(),
+        job.queue,
+        job.kind,
+        job.args,
+        job.state.as_str(),
+        job.priority,
+        job.max_attempts,
+        serde_json::to_string(&job.backoff)?,
+        job.timeout,
+        job.unique_key,
+        job.unique_for,
+        job.retention,
+        tags,
+        to_ms(job.created_at),
+        to_ms(job.run_at),
+    ])?;
+    Ok(Enqueued {
+        id: job.id,
+        state: job.state,
+        created: true,
+    })
+}
+
+/// The job a unique key already names: one that is unfinished, or created inside the window.
+fn find_unique(conn: &Connection, job: &NewJob) -> Result<Option<Enqueued>, StoreError> {
+    let Some(key) = &job.unique_key else {
+        return Ok(None);
+    };
+    let window_start = match job.unique_for {
+        Some(seconds) => to_ms(job.created_at - seconds_to_duration(seconds)),
+        None => i64::MAX,
+    };
+    let found = conn
+        .prepare_cached(
+            "SELECT id, state FROM jobs WHERE unique_key = ?1 \
+             AND (state IN ('scheduled', 'queued', 'running') OR created_at > ?2) \
+             ORDER BY created_at DESC LIMIT 1",
+        )?
+        .query_row(params![key, window_start], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .optional()?;
+    found
+        .map(|(id, state)| {
+            Ok(Enqueued {
+                id: parse_id(&id)?,
+                state: parse_state(&state)?,
+                created: false,
+            })
+        })
+        .transpose()
+}
+
+pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Job, StoreError> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row([id.to_string()], |row| Ok(job_from_row(row)))
+        .optional()?
+        .ok_or(StoreError::NotFound(id))?
+}
+
+pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, StoreError> {
+    let mut clauses = Vec::new();
+    let mut values: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut bind = |clause: &str, value: Box<dyn ToSql>| {
+        values.push(value);
+        clauses.push(clause.replace('?', &format!("?{}", values.len())));
+    };
+    if let Some(queue) = &filter.queue {
+        bind("queue = ?", Box::new(queue.clone()));
+    }
+    if let Some(state) = filter.state {
+        bind("state = ?", Box::new(state.as_str()));
+    }
+    if let Some(kind) = &filter.kind {
+        bind("kind = ?", Box::new(kind.clone()));
+    }
+    if let Some(tag) = &filter.tag {
+        bind(
+            "EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)",
+            Box::new(tag.clone()),
+        );
+    }
+    if let Some(before) = filter.before {
+        bind("id < ?", Box::new(before.to_string()));
+    }
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit + 1));
+    let mut statement = conn.prepare(&sql)?;
+    let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+    let mut jobs = statement
+        .query_map(params.as_slice(), |row| Ok(job_from_row(row)))?
+        .map(|row| row?)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if jobs.len() > filter.limit {
+        jobs.truncate(filter.limit);
+        jobs.last().map(|job| job.id)
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next })
+}
+
+pub(crate) fn claim(
+    conn: &Connection,
+    request: &ClaimRequest,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>, StoreError> {
+    let mut claimed = Vec::new();
+    let now_ms = to_ms(now);
+    let mut statement = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker_id = ?1, \
+         started_at = ?2, progress = NULL, \
+         deadline = CASE WHEN timeout IS NULL THEN NULL ELSE ?2 + CAST(timeout * 1000 AS INTEGER) END \
+         WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?3 \
+                      ORDER BY priority DESC, run_at, id LIMIT ?4) \
+         RETURNING {JOB_COLUMNS}"
+    ))?;
+    for queue in &request.queues {
+        let wanted = request.limit - claimed.len();
+        if wanted == 0 {
+            break;
+        }
+        let mut jobs = statement
+            .query_map(
+                params![request.worker_id, now_ms, queue, wanted as i64],
+                |row| Ok(job_from_row(row)),
+            )?
+            .map(|row| row?)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING gives no order; deliver in dispatch order.
+        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        claimed.append(&mut jobs);
+    }
+    Ok(claimed)
+}
+
+/// The job if `worker_id` holds it, else why not.
+fn leased(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job, StoreError> {
+    let job = get(conn, id)?;
+    if job.state == JobState::Running && job.worker_id.as_deref() == Some(worker_id) {
+        Ok(job)
+    } else {
+        Err(StoreError::NotLeased(id))
+    }
+}
+
+pub(crate) fn complete(
+    conn: &Connection,
+    id: JobId,
+    worker_id: &str,
+    result: Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<Job, StoreError> {
+    let result = result.map(|r| serde_json::to_string(&r)).transpose()?;
+    let now_ms = to_ms(now);
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'completed', result = ?1, finished_at = ?2, deadline = NULL, \
+         worker_id = NULL, expires_at = ?2 + CAST(retention * 1000 AS INTEGER) \
+         WHERE id = ?3 AND state = 'running' AND worker_id = ?4 RETURNING {JOB_COLUMNS}"
+    ))?
+    .query_row(params![result, now_ms, id.to_string(), worker_id], |row| {
+        Ok(job_from_row(row))
+    })
+    .optional()?
+    .ok_or(StoreError::NotLeased(id))?
+}
+
+pub(crate) fn fail(
+    conn: &Connection,
+    id: JobId,
+    worker_id: &str,
+    error: AttemptError,
+    cause: FailureCause,
+    now: DateTime<Utc>,
+    dead_retention: f64,
+) -> Result<Job, StoreError> {
+    let job = leased(conn, id, worker_id)?;
+    record_failure(conn, job, error, cause, now, dead_retention)
+}
+
+/// Records a failed attempt of a running job and moves it on per its retry policy.
+fn record_failure(
+    conn: &Connection,
+    job: Job,
+    error: AttemptError,
+    cause: FailureCause,
+    now: DateTime<Utc>,
+    dead_retention: f64,
+) -> Result<Job, StoreError> {
+    let next = after_failure(
+        job.attempt,
+        job.max_attempts,
+        &job.backoff,
+        cause,
+        now,
+        &mut rand::rng(),
+    );
+    let mut errors = job.errors;
+    errors.push(AttemptError {
+        attempt: job.attempt,
+        ..error
+    });
+    let dead = next.state == JobState::Dead;
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = ?1, run_at = ?2, errors = ?3, worker_id = NULL, deadline = NULL, \
+         finished_at = ?4, expires_at = ?5 WHERE id = ?6 RETURNING {JOB_COLUMNS}"
+    ))?
+    .query_row(
+        params![
+            next.state.as_str(),
+            to_ms(next.run_at),
+            serde_json::to_string(&errors)?,
+            dead.then(|| to_ms(now)),
+            dead.then(|| expiry(now, dead_retention)),
+            job.id.to_string(),
+        ],
+        |row| Ok(job_from_row(row)),
+    )?
+}
+
+pub(crate) fn progress(
+    conn: &Connection,
+    id: JobId,
+    worker_id: &str,
+    progress: &Progress,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET progress = ?1 WHERE id = ?2 AND state = 'running' AND worker_id = ?3",
+        )?
+        .execute(params![
+            serde_json::to_string(progress)?,
+            id.to_string(),
+            worker_id
+        ])?;
+    if changed == 0 {
+        return Err(StoreError::NotLeased(id));
+    }
+    Ok(())
+}
+
+pub(crate) fn cancel(
+    conn: &Connection,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<(Job, Option<String>), StoreError> {
+    let job = get(conn, id)?;
+    if !job.state.can_cancel() {
+        return Err(StoreError::IllegalTransition {
+            id,
+            state: job.state,
+            action: "cancel",
+        });
+    }
+    if job.state == JobState::Cancelled {
+        return Ok((job, None));
+    }
+    let holder = job.worker_id.clone();
+    let now_ms = to_ms(now);
+    let job = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?1, worker_id = NULL, \
+             deadline = NULL, expires_at = ?1 + CAST(retention * 1000 AS INTEGER) \
+             WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+        ))?
+        .query_row(params![now_ms, id.to_string()], |row| Ok(job_from_row(row)))??;
+    Ok((job, holder))
+}
+
+pub(crate) fn retry(
+    conn: &Connection,
+    id: JobId,
+    reset_attempts: bool,
+    now: DateTime<Utc>,
+) -> Result<Job, StoreError> {
+    let job = get(conn, id)?;
+    if !job.state.can_retry() {
+        return Err(StoreError::IllegalTransition {
+            id,
+            state: job.state,
+            action: "retry",
+        });
+    }
+    let (attempt, max_attempts) = if reset_attempts {
+        (0, job.max_attempts)
+    } else {
+        (job.attempt, job.max_attempts.max(job.attempt + 1))
+    };
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'queued', run_at = ?1, attempt = ?2, max_attempts = ?3, \
+         finished_at = NULL, expires_at = NULL, result = NULL, progress = NULL \
+         WHERE id = ?4 RETURNING {JOB_COLUMNS}"
+    ))?
+    .query_row(
+        params![to_ms(now), attempt, max_attempts, id.to_string()],
+        |row| Ok(job_from_row(row)),
+    )?
+}
+
+pub(crate) fn delete(conn: &Connection, id: JobId) -> Result<(), StoreError> {
+    let job = get(conn, id)?;
+    if !job.state.can_delete() {
+        return Err(StoreError::IllegalTransition {
+            id,
+            state: job.state,
+            action: "delete",
+        });
+    }
+    conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+        .execute([id.to_string()])?;
+    Ok(())
+}
+
+/// Fails each of the running jobs `ids` with `cause`.
+fn release_running(
+    conn: &Connection,
+    ids: Vec<JobId>,
+    cause: FailureCause,
+    message: &str,
+    now: DateTime<Utc>,
+    dead_retention: f64,
+) -> Result<Vec<ReleasedJob>, StoreError> {
+    let kind = cause.server_error_type().unwrap_or("Error");
+    let mut released = Vec::with_capacity(ids.len());
+    for id in ids {
+        let job = get(conn, id)?;
+        let worker_id = job.worker_id.clone().unwrap_or_default();
+        let error = AttemptError {
+            attempt: job.attempt,
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+            traceback: None,
+            at: now,
+        };
+        let job = record_failure(conn, job, error, cause, now, dead_retention)?;
+        released.push(ReleasedJob {
+            id,
+            worker_id,
+            queue: job.queue,
+            kind: job.kind,
+            state: job.state,
+            attempt: job.attempt,
+        });
+    }
+    Ok(released)
+}
+
+fn running_ids(
+    conn: &Connection,
+    sql: &str,
+    param: &dyn ToSql,
+) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map([param], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+    })?;
+    let mut ids = Vec::new();
+    for row in rows {
+        let (id, worker) = row?;
+        ids.push((parse_id(&id)?, worker));
+    }
+    Ok(ids)
+}
+
+pub(crate) fn release_worker(
+    conn: &Connection,
+    worker_id: &str,
+    now: DateTime<Utc>,
+    dead_retention: f64,
+) -> Result<Vec<ReleasedJob>, StoreError> {
+    let ids = running_ids(
+        conn,
+        "SELECT id, worker_id FROM jobs WHERE state = 'running' AND worker_id = ?1",
+        &worker_id,
+    )?;
+    let ids = ids.into_iter().map(|(id, _)| id).collect();
+    let message = format!("worker {worker_id} lost its connection while running the job");
+    release_running(
+        conn,
+        ids,
+        FailureCause::WorkerLost,
+        &message,
+        now,
+        dead_retention,
+    )
+}
+
+pub(crate) fn release_orphans(
+    conn: &Connection,
+    live_workers: &[String],
+    now: DateTime<Utc>,
+    dead_retention: f64,
+) -> Result<Vec<ReleasedJob>, StoreError> {
+    let ids = running_ids(
+        conn,
+        "SELECT id, worker_id FROM jobs WHERE state = ?1",
+        &"running",
+    )?;
+    let orphans = ids
+        .into_iter()
+        .filter(|(_, worker)| !worker.as_ref().is_some_and(|w| live_workers.contains(w)))
+        .map(|(id, _)| id)
+        .collect();
+    release_running(
+        conn,
+        orphans,
+        FailureCause::WorkerLost,
+        "the server restarted while the job was running",
+        now,
+        dead_retention,
+    )
+}
+
+pub(crate) fn expire_deadlines(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    dead_retention: f64,
+) -> Result<Vec<ReleasedJob>, StoreError> {
+    let ids = running_ids(
+        conn,
+        "SELECT id, worker_id FROM jobs WHERE state = 'running' AND deadline IS NOT NULL \
+         AND deadline <= ?1",
+        &to_ms(now),
+    )?;
+    let ids = ids.into_iter().map(|(id, _)| id).collect();
+    release_running(
+        conn,
+        ids,
+        FailureCause::Timeout,
+        "the attempt ran past its timeout",
+        now,
+        dead_retention,
+    )
+}
+
+pub(crate) fn promote_due(
+    conn: &Connection,
+    now: DateTime<Utc>,
+) -> Result<Vec<MovedJob>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?1 \
+         RETURNING id, queue, kind, attempt",
+    )?;
+    let rows = statement.query_map([to_ms(now)], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+        ))
+    })?;
+    let mut moved = Vec::new();
+    for row in rows {
+        let (id, queue, kind, attempt) = row?;
+        moved.push(MovedJob {
+            id: parse_id(&id)?,
+            queue,
+            kind,
+            attempt,
+        });
+    }
+    Ok(moved)
+}
+
+pub(crate) fn purge_expired(conn: &Connection, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM jobs WHERE id IN \
+             (SELECT id FROM jobs WHERE expires_at <= ?1 LIMIT ?2)",
+        )?
+        .execute(params![to_ms(now), PURGE_CHUNK])?;
+    Ok(deleted as u64)
+}
+
+pub(crate) fn next_wakeup(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let times: [Option<i64>; 4] = conn.query_row(
+        "SELECT (SELECT min(run_at) FROM jobs WHERE state = 'scheduled'), \
+                (SELECT min(deadline) FROM jobs WHERE state = 'running' AND deadline IS NOT NULL), \
+                (SELECT min(expires_at) FROM jobs WHERE expires_at IS NOT NULL), \
+                (SELECT min(next_fire) FROM cron WHERE paused = 0 AND next_fire IS NOT NULL)",
+        [],
+        |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?]),
+    )?;
+    times.into_iter().flatten().min().map(from_ms).transpose()
+}
+
+pub(crate) fn queues(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<QueueInfo>, StoreError> {
+    let mut infos: BTreeMap<String, QueueInfo> = BTreeMap::new();
+    let mut counts =
+        conn.prepare_cached("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")?;
+    let rows = counts.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (queue, state, n) = row?;
+        queue_entry(&mut infos, queue)
+            .counts
+            .add(parse_state(&state)?, n as u64);
+    }
+    for name in paused_queues(conn)? {
+        queue_entry(&mut infos, name).paused = true;
+    }
+    let mut oldest =
+        conn.prepare_cached("SELECT min(run_at) FROM jobs WHERE state = 'queued' AND queue = ?1")?;
+    for info in infos.values_mut() {
+        if info.counts.queued == 0 {
+            continue;
+        }
+        let run_at: Option<i64> = oldest.query_row([&info.name], |row| row.get(0))?;
+        if let Some(run_at) = run_at {
+            let age = now - from_ms(run_at)?;
+            info.oldest_ready_age =
+                Some(age.max(Duration::zero()).num_milliseconds() as f64 / 1000.0);
+        }
+    }
+    Ok(infos.into_values().collect())
+}
+
+fn queue_entry(infos: &mut BTreeMap<String, QueueInfo>, name: String) -> &mut QueueInfo {
+    infos.entry(name.clone()).or_insert_with(|| QueueInfo {
+        name,
+        paused: false,
+        counts: Default::default(),
+        oldest_ready_age: None,
+        throughput: Vec::new(),
+    })
+}
+
+pub(crate) fn set_paused(conn: &Connection, queue: &str, paused: bool) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO queues (name, paused) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+    )?
+    .execute(params![queue, paused])?;
+    Ok(())
+}
+
+pub(crate) fn paused_queues(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT name FROM queues WHERE paused = 1 ORDER BY name")?;
+    let names = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}

@@ -1,0 +1,64 @@
+//! Tables and indexes. Times are Unix milliseconds; JSON columns hold text.
+
+use rusqlite::Connection;
+
+/// Creates the schema if it is missing.
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    id           TEXT PRIMARY KEY,
+    queue        TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    args         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    priority     INTEGER NOT NULL,
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    backoff      TEXT NOT NULL,
+    timeout      REAL,
+    unique_key   TEXT,
+    unique_for   REAL,
+    retention    REAL NOT NULL,
+    tags         TEXT,
+    progress     TEXT,
+    result       TEXT,
+    errors       TEXT,
+    worker_id    TEXT,
+    created_at   INTEGER NOT NULL,
+    run_at       INTEGER NOT NULL,
+    started_at   INTEGER,
+    finished_at  INTEGER,
+    deadline     INTEGER,
+    expires_at   INTEGER
+);
+-- Dispatch order within a queue; only ready jobs are in it, so claims stay O(log n).
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, run_at, id) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_ready_age ON jobs (queue, run_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
+CREATE INDEX IF NOT EXISTS jobs_deadline ON jobs (deadline) WHERE state = 'running' AND deadline IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (worker_id) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state);
+CREATE TABLE IF NOT EXISTS queues (
+    name   TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+);
+-- Cron schedules: `spec` is the CronSpec JSON (without `paused`, which is the column).
+CREATE TABLE IF NOT EXISTS cron (
+    name      TEXT PRIMARY KEY,
+    spec      TEXT NOT NULL,
+    paused    INTEGER NOT NULL DEFAULT 0,
+    next_fire INTEGER,
+    last_fire INTEGER
+);
+CREATE INDEX IF NOT EXISTS cron_due ON cron (next_fire) WHERE paused = 0 AND next_fire IS NOT NULL;
+"#;
+
+/// Settings every connection gets: WAL so readers never block the writer.
+pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The `Store` trait: every operation the engine needs from a backend.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use errands_core::cron::{CronEntry, CronSpec};
+use errands_core::lifecycle::FailureCause;
+use errands_core::{AttemptError, Job, JobId, JobState, NewJob, Progress};
+use serde_json::Value;
+
+use crate::error::StoreError;
+
+/// The outcome of enqueueing one job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enqueued {
+    /// The new job's id, or the existing job's when a unique key matched.
+    pub id: JobId,
+    /// That job's state.
+    pub state: JobState,
+    /// False when a unique key matched an existing job.
+    pub created: bool,
+}
+
+/// A worker asking for jobs.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    /// Queues to take from, in the order to try them.
+    pub queues: Vec<String>,
+    /// Most jobs to take.
+    pub limit: usize,
+    /// Who takes them.
+    pub worker_id: String,
+}
+
+/// Which jobs to list.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only jobs with this tag.
+    pub tag: Option<String>,
+    /// Only jobs older than this id (the previous page's cursor).
+    pub before: Option<JobId>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// One page of a job listing, newest first.
+#[derive(Clone, Debug)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+    /// Cursor for the next page, if there is one.
+    pub next: Option<JobId>,
+}
+
+/// Job counts of one queue by state.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct QueueCounts {
+    /// Waiting for their time.
+    pub scheduled: u64,
+    /// Ready.
+    pub queued: u64,
+    /// Leased to workers.
+    pub running: u64,
+    /// Finished successfully.
+    pub completed: u64,
+    /// Out of attempts.
+    pub dead: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+impl QueueCounts {
+    /// Adds `n` jobs in `state`.
+    pub fn add(&mut self, state: JobState, n: u64) {
+        let slot = match state {
+            JobState::Scheduled => &mut self.scheduled,
+            JobState::Queued => &mut self.queued,
+            JobState::Running => &mut self.running,
+            JobState::Completed => &mut self.completed,
+            JobState::Dead => &mut self.dead,
+            JobState::Cancelled => &mut self.cancelled,
+        };
+        *slot += n;
+    }
+}
+
+/// What the store knows about a queue.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct QueueInfo {
+    /// Queue name.
+    pub name: String,
+    /// Paused queues accept jobs but dispatch none.
+    pub paused: bool,
+    /// Jobs by state.
+    pub counts: QueueCounts,
+    /// Age in seconds of the oldest ready job.
+    pub oldest_ready_age: Option<f64>,
+    /// Jobs completed per minute over the last minutes, oldest first (filled by the server,
+    /// which counts them as they happen; empty from the store).
+    pub throughput: Vec<u64>,
+}
+
+/// A running job the store took away from its worker (lost or timed out).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleasedJob {
+    /// The job.
+    pub id: JobId,
+    /// The worker that held it.
+    pub worker_id: String,
+    /// Its queue (now possibly ready again).
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its state after the release.
+    pub state: JobState,
+    /// The attempt that was lost.
+    pub attempt: u32,
+}
+
+/// A job that changed state without anyone holding it (promotion of a due job).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MovedJob {
+    /// The job.
+    pub id: JobId,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Attempts it has had so far.
+    pub attempt: u32,
+}
+
+/// A cron schedule as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCron {
+    /// Its name.
+    pub name: String,
+    /// What it runs and when (`paused` is always `None` here: see the field below).
+    pub spec: CronSpec,
+    /// Paused schedules enqueue nothing.
+    pub paused: bool,
+    /// The next fire time, if the schedule has one.
+    pub next_fire: Option<DateTime<Utc>>,
+    /// The latest fire time a job was enqueued for.
+    pub last_fire: Option<DateTime<Utc>>,
+}
+
+impl StoredCron {
+    /// The schedule as the API shows it, with its upcoming fire times.
+    pub fn entry(self) -> CronEntry {
+        CronEntry::new(
+            self.name,
+            self.spec,
+            self.paused,
+            self.next_fire,
+            self.last_fire,
+        )
+    }
+}
+
+/// A job a schedule enqueued for one of its fire times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FiredCron {
+    /// The schedule.
+    pub name: String,
+    /// The fire time the job stands for.
+    pub fire_time: DateTime<Utc>,
+    /// The job's queue.
+    pub queue: String,
+    /// The job's kind.
+    pub kind: String,
+    /// The outcome: `created` is false when the fire time's job already existed.
+    pub job: Enqueued,
+}
+
+/// A job store. Every method is one atomic step: it fully happens or, on error, not at all.
+/// Methods taking `now` read no clock of their own, so callers control time.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores jobs in one transaction, or none of them. Unique keys are checked in order, so
+    /// a batch holding a key twice stores the first and returns it for the second.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// One job.
+    async fn get(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// A page of jobs, newest first.
+    async fn list(&self, filter: JobFilter) -> Result<JobPage, StoreError>;
+
+    /// Leases up to `limit` ready jobs to a worker: highest priority, then earliest `run_at`,
+    /// then lowest id, from the first queue that has any, then the next.
+    async fn claim(
+        &self,
+        request: ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Marks a job the worker holds as completed.
+    async fn complete(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        result: Option<Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+
+    /// Records a failed attempt of a job the worker holds (stamping `error` with the attempt
+    /// number) and schedules a retry or buries it.
+    async fn fail(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        error: AttemptError,
+        cause: FailureCause,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+
+    /// Records progress of a job the worker holds.
+    async fn progress(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        progress: Progress,
+    ) -> Result<(), StoreError>;
+
+    /// Cancels a job that has not finished. Returns the job and, if it was running, the worker
+    /// that held it, so the caller can tell that worker to abort.
+    async fn cancel(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Option<String>), StoreError>;
+
+    /// Puts a finished job back in its queue.
+    async fn retry(
+        &self,
+        id: JobId,
+        reset_attempts: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+
+    /// Deletes a job that is not running.
+    async fn delete(&self, id: JobId) -> Result<(), StoreError>;
+
+    /// Fails every job a lost worker held (cause `WorkerLost`). Returns them.
+    async fn release_worker(
+        &self,
+        worker_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReleasedJob>, StoreError>;
+
+    /// Fails running jobs held by workers not in `live_workers` (after a restart).
+    async fn release_orphans(
+        &self,
+        live_workers: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReleasedJob>, StoreError>;
+
+    /// Fails running jobs whose deadline has passed (cause `Timeout`). Returns them.
+    async fn expire_deadlines(&self, now: DateTime<Utc>) -> Result<Vec<ReleasedJob>, StoreError>;
+
+    /// Moves scheduled jobs that are due to `queued`. Returns them.
+    async fn promote_due(&self, now: DateTime<Utc>) -> Result<Vec<MovedJob>, StoreError>;
+
+    /// Deletes finished jobs past their retention. Returns how many.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The earliest time something becomes due: a scheduled job's `run_at`, a running job's
+    /// deadline, a finished job's expiry, or a running cron schedule's next fire time.
+    async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Every queue that has jobs or is paused.
+    async fn queues(&self, now: DateTime<Utc>) -> Result<Vec<QueueInfo>, StoreError>;
+
+    /// Pauses or resumes a queue.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;
+
+    /// Names of paused queues.
+    async fn paused_queues(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Creates or replaces the cron schedule `name` (already validated), returning it and
+    /// whether it is new. A new schedule, or one whose timing (schedule or zone) changed,
+    /// next fires at its first fire time after `now`; one re-declared with the same timing
+    /// keeps its next and last fire times, so re-declaring never skips or repeats a fire time.
+    /// `spec.paused` pauses or resumes it; `None` keeps its state (new schedules run).
+    async fn put_cron(
+        &self,
+        name: &str,
+        spec: CronSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(StoredCron, bool), StoreError>;
+
+    /// One cron schedule, if it exists.
+    async fn get_cron(&self, name: &str) -> Result<Option<StoredCron>, StoreError>;
+
+    /// Every cron schedule, by name.
+    async fn list_cron(&self) -> Result<Vec<StoredCron>, StoreError>;
+
+    /// Deletes a cron schedule (its jobs stay). False if it did not exist.
+    async fn delete_cron(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Pauses or resumes a cron schedule. A resumed schedule next fires after `now`: fire
+    /// times that passed while it was paused are not run. `None` if it does not exist.
+    async fn set_cron_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredCron>, StoreError>;
+
+    /// In one transaction, for every running schedule whose next fire time is at or before
+    /// `now`: enqueues its job for that fire time (per its catch-up policy, see
+    /// [`errands_core::cron::Schedule::plan`]) under the unique key `cron:{name}:{fire time}`,
+    /// and moves its next fire time past `now`. Several servers sharing a store therefore
+    /// enqueue each fire time once. Returns the jobs enqueued.
+    async fn fire_due_cron(&self, now: DateTime<Utc>) -> Result<Vec<FiredCron>, StoreError>;
+}

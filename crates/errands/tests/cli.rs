@@ -1,0 +1,229 @@
+//! The command line against a real server process.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_errands");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .args(["serve", "--memory", "--listen", &listen])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            url: format!("http://{listen}"),
+        };
+        server.wait_until_healthy();
+        server
+    }
+
+    fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("ERRANDS_URL", &self.url)
+            .env_remove("ERRANDS_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn enqueue_inspect_cancel_and_retry_from_the_command_line() {
+    let server = Server::start(&[]);
+    let enqueued = server.json(&[
+        "enqueue",
+        "send_email",
+        "--queue",
+        "emails",
+        "--args",
+        r#"{"to":"a@b"}"#,
+        "--delay",
+        "10s",
+    ]);
+    let id = enqueued["id"].as_str().unwrap().to_owned();
+    assert_eq!(enqueued["state"], "scheduled");
+
+    let job = server.json(&["job", &id]);
+    assert_eq!(job["kind"], "send_email");
+    assert_eq!(job["args"]["to"], "a@b");
+
+    let human = server.run(&["job", &id]);
+    assert!(stdout(&human).contains("send_email"));
+
+    let listed = server.json(&["jobs", "--state", "scheduled"]);
+    assert_eq!(listed["jobs"][0]["id"], id.as_str());
+
+    let table = stdout(&server.run(&["queues"]));
+    assert!(table.starts_with("QUEUE"), "{table}");
+    assert!(table.contains("emails"));
+
+    assert_eq!(server.json(&["cancel", &id])["state"], "cancelled");
+    assert_eq!(server.json(&["retry", &id])["state"], "queued");
+    assert_eq!(server.json(&["pause", "emails"])["paused"], true);
+    assert_eq!(server.json(&["resume", "emails"])["paused"], false);
+    assert_eq!(server.json(&["workers"])["workers"], Value::Array(vec![]));
+}
+
+#[test]
+fn errors_are_reported_with_the_server_s_reason_and_a_failing_exit_code() {
+    let server = Server::start(&[]);
+    let bad = server.run(&["enqueue", "x", "--args", "{not json"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--args is not valid JSON"));
+    let missing = server.run(&["job", "0193a5b2-7c1e-7d4a-9f1e-2b7d8c9e0a11"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}
+
+#[test]
+fn check_fails_saying_why() {
+    let server = Server::start(&[]);
+    assert!(server.run(&["check"]).status.success());
+    let unserved = server.run(&["check", "--queue", "emails"]);
+    assert!(!unserved.status.success());
+    assert!(String::from_utf8_lossy(&unserved.stderr).contains("no connected worker serves it"));
+    server.json(&["enqueue", "a"]);
+    let too_old = server.run(&["check", "--max-age", "0s"]);
+    assert!(!too_old.status.success());
+    assert!(String::from_utf8_lossy(&too_old.stderr).contains("oldest ready job"));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = Command::new(BIN)
+        .args(["check", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
+}
+
+#[test]
+fn a_token_protects_every_command() {
+    let server = Server::start(&["--token", "s3cret"]);
+    let refused = server.run(&["queues"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    let allowed = Command::new(BIN)
+        .args(["queues", "--json"])
+        .env("ERRANDS_URL", &server.url)
+        .env("ERRANDS_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success());
+}
+
+#[test]
+fn cron_schedules_from_the_command_line() {
+    let server = Server::start(&[]);
+    let set = server.json(&[
+        "cron",
+        "set",
+        "nightly",
+        "--schedule",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--kind",
+        "report",
+        "--queue",
+        "reports",
+        "--args",
+        r#"{"full":true}"#,
+        "--catch-up",
+        "run-once",
+    ]);
+    assert_eq!(set["name"], "nightly");
+    assert_eq!(set["catch_up"], "run_once");
+    assert_eq!(set["job"]["args"]["full"], true);
+    assert_eq!(set["next_fire_times"].as_array().unwrap().len(), 5);
+
+    let listed = server.json(&["cron", "list"]);
+    assert_eq!(listed["schedules"][0]["name"], "nightly");
+    let table = stdout(&server.run(&["cron", "list"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("nightly") && table.contains("Europe/Berlin"),
+        "{table}"
+    );
+    assert!(table.contains("NEXT"), "{table}");
+
+    let triggered = server.json(&["cron", "trigger", "nightly"]);
+    let job = server.json(&["job", triggered["id"].as_str().unwrap()]);
+    assert_eq!(job["kind"], "report");
+    assert_eq!(job["queue"], "reports");
+
+    assert_eq!(server.json(&["cron", "pause", "nightly"])["paused"], true);
+    let human = stdout(&server.run(&["cron", "resume", "nightly"]));
+    assert!(human.contains("nightly running"), "{human}");
+    server.json(&["cron", "delete", "nightly"]);
+    assert_eq!(
+        server.json(&["cron", "list"])["schedules"],
+        Value::Array(vec![])
+    );
+
+    let bad = server.run(&["cron", "set", "x", "--schedule", "* * *", "--kind", "k"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("schedule"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let missing = server.run(&["cron", "delete", "nope"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}

@@ -1,0 +1,1 @@
+"""Example: a FastAPI service that compiles uploaded sources in errands jobs."""

@@ -1,0 +1,184 @@
+"""What to enqueue: the argument convention, retry backoff, and per-job options.
+
+A :class:`JobSpec` is one ``POST /v1/jobs`` request body, built but not yet sent. Tasks build them
+from their defaults plus :meth:`Task.options`; :meth:`App.enqueue_many` sends many in one batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .errors import SerializationError
+from .models import format_time, seconds
+
+__all__ = ["Backoff", "JobSpec", "args_error", "decode_args", "dumps", "encode_args"]
+
+Duration = float | timedelta
+
+
+# One encoder for every message: json.dumps() with non-default options builds a new
+# JSONEncoder on each call, which shows in a worker's per-job cost.
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Serialise strictly to JSON: no NaN/Infinity (not JSON), no silent ``str()`` fallbacks."""
+    return _ENCODER.encode(value)
+
+
+def args_error(kind: str, exc: Exception) -> SerializationError:
+    """The error for arguments of ``kind`` that ``dumps`` refused."""
+    return SerializationError(f"arguments for {kind!r} are not JSON-serialisable: {exc}")
+
+
+def encode_args(kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Pack call arguments as ``{"args": [...], "kwargs": {...}}`` and check they are JSON.
+
+    The check happens here, on the caller's side, so a bad argument raises
+    :class:`SerializationError` before anything reaches the server.
+    """
+    packed = {"args": list(args), "kwargs": dict(kwargs)}
+    try:
+        dumps(packed)
+    except (TypeError, ValueError) as exc:
+        raise args_error(kind, exc) from exc
+    return packed
+
+
+def decode_args(args: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Turn a job's ``args`` back into positional and keyword arguments.
+
+    ``{"args": [...], "kwargs": {...}}`` (what this SDK sends) unpacks as such. Jobs enqueued by
+    other producers (curl, the Rust SDK) are mapped as naturally as possible: another object
+    becomes keyword arguments, a list positional ones, ``null`` no arguments, and any other value
+    a single positional argument.
+    """
+    if args is None:
+        return [], {}
+    if isinstance(args, dict):
+        if args and set(args) <= {"args", "kwargs"}:
+            positional = args.get("args") or []
+            keywords = args.get("kwargs") or {}
+            if isinstance(positional, list) and isinstance(keywords, dict):
+                return list(positional), dict(keywords)
+        return [], dict(args)
+    if isinstance(args, list):
+        return list(args), {}
+    return [args], {}
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait before retrying a failed attempt.
+
+    Use the constructors: ``Backoff.exponential(base=1, cap=3600)``, ``Backoff.fixed(30)`` or
+    ``Backoff.none()``.
+    """
+
+    type: Literal["exponential", "fixed", "none"]
+    base: float | None = None
+    cap: float | None = None
+    jitter: bool | None = None
+    delay: float | None = None
+
+    @classmethod
+    def exponential(
+        cls, base: Duration = 1.0, cap: Duration = 3600.0, *, jitter: bool = True
+    ) -> Backoff:
+        """Retry *n* waits ``min(cap, base * 2**(n-1))`` seconds (jittered over its upper half)."""
+        return cls("exponential", base=seconds(base), cap=seconds(cap), jitter=jitter)
+
+    @classmethod
+    def fixed(cls, delay: Duration) -> Backoff:
+        """Every retry waits ``delay`` seconds."""
+        return cls("fixed", delay=seconds(delay))
+
+    @classmethod
+    def none(cls) -> Backoff:
+        """Retry at once."""
+        return cls("none")
+
+    @classmethod
+    def coerce(cls, value: Backoff | Mapping[str, Any] | Duration) -> Backoff:
+        """Accept a :class:`Backoff`, its JSON form, or a number of seconds (fixed delay)."""
+        if isinstance(value, Backoff):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**dict(value))
+        return cls.fixed(value)
+
+    def to_json(self) -> dict[str, Any]:
+        """The protocol's JSON object for this policy."""
+        out: dict[str, Any] = {"type": self.type}
+        for f in fields(self)[1:]:
+            v = getattr(self, f.name)
+            if v is not None:
+                out[f.name] = v
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to enqueue: kind, packed args and options. ``None`` means "server default"."""
+
+    kind: str
+    args: Any = None
+    queue: str | None = None
+    priority: int | None = None
+    delay: float | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    unique_key: str | None = None
+    unique_for: float | None = None
+    retention: float | None = None
+    tags: tuple[str, ...] | None = None
+
+    def with_options(self, **options: Any) -> JobSpec:
+        """A copy with the given options replaced (``None`` values are ignored)."""
+        changes = {k: v for k, v in normalise_options(options).items() if v is not None}
+        return replace(self, **changes)
+
+    def to_body(self) -> dict[str, Any]:
+        """The ``POST /v1/jobs`` body, leaving out unset fields so server defaults apply."""
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError("give delay or run_at, not both")
+        body: dict[str, Any] = {"kind": self.kind}
+        for f in fields(self)[1:]:
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, Backoff):
+                v = v.to_json()
+            elif isinstance(v, datetime):
+                v = format_time(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            body[f.name] = v
+        return body
+
+
+_DURATIONS = ("delay", "timeout", "unique_for", "retention")
+
+
+def normalise_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check option names and convert friendly values (timedelta, numbers) to protocol ones."""
+    allowed = {f.name for f in fields(JobSpec)} - {"kind", "args"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+    out = dict(options)
+    for name in _DURATIONS:
+        if out.get(name) is not None:
+            out[name] = seconds(out[name])
+    if out.get("backoff") is not None:
+        out["backoff"] = Backoff.coerce(out["backoff"])
+    tags = out.get("tags")
+    if tags is not None:
+        out["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
+    return out

@@ -1,0 +1,141 @@
+"""Tasks: a function registered under a kind, and the enqueue API built on it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .spec import Backoff, JobSpec, args_error, dumps, encode_args
+
+if TYPE_CHECKING:
+    from .app import App
+    from .job import Job
+
+__all__ = ["Enqueuer", "Task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Duration = float | timedelta
+
+
+class Enqueuer(Generic[P, R]):
+    """Enqueues jobs of one kind with a fixed set of options.
+
+    ``task.options(...)`` and ``app.kind("name")`` return one. It is immutable: ``options()``
+    returns a new one, so a configured enqueuer can be kept and reused.
+    """
+
+    __slots__ = ("_app", "_body_head", "_template")
+
+    def __init__(self, app: App, template: JobSpec) -> None:
+        self._app = app
+        self._template = template
+        # The request body up to its args, serialised once: `{"kind":...,"queue":...,"args":`.
+        self._body_head: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The task name jobs are enqueued under."""
+        return self._template.kind
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Duration | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        unique_for: Duration | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | Mapping[str, Any] | Duration | None = None,
+        timeout: Duration | None = None,
+        retention: Duration | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Enqueuer[P, R]:
+        """The same enqueuer with some options overridden for the jobs it creates.
+
+        ``delay`` (seconds or timedelta) and ``run_at`` (aware datetime) schedule the job;
+        ``unique_key`` returns the existing unfinished job with that key instead of a new one.
+        """
+        template = self._template.with_options(
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            unique_for=unique_for,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            timeout=timeout,
+            retention=retention,
+            tags=tags,
+        )
+        if delay is not None:
+            template = replace(template, run_at=None)
+        elif run_at is not None:
+            template = replace(template, delay=None)
+        return Enqueuer(self._app, template)
+
+    def spec(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
+        """Build the job without sending it, for :meth:`App.enqueue_many`.
+
+        Raises:
+            SerializationError: an argument is not JSON-serialisable.
+        """
+        return replace(self._template, args=encode_args(self.kind, args, kwargs))
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Enqueue one job with these arguments and return its handle.
+
+        Arguments travel as JSON ``{"args": [...], "kwargs": {...}}``.
+
+        Raises:
+            SerializationError: an argument is not JSON-serialisable (nothing is sent).
+            Rejected, Unauthorized, ConnectionFailed: the server refused or was unreachable.
+        """
+        # The same body as `client.enqueue(self.spec(...))`, but only the arguments are
+        # serialised per call, once: this is the path one-by-one producers take.
+        head = self._body_head
+        if head is None:
+            head = self._body_head = dumps(self._template.to_body())[:-1] + ',"args":'
+        try:
+            packed = dumps({"args": args, "kwargs": kwargs})
+        except (TypeError, ValueError) as exc:
+            raise args_error(self.kind, exc) from exc
+        return await self._app.client.enqueue_json(head + packed + "}")
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - async callable objects count too
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class Task(Enqueuer[P, R]):
+    """A function registered with ``@app.task``; enqueue it with :meth:`enqueue`.
+
+    ``P`` are the function's parameters after ``ctx``, ``R`` its return type, so
+    ``await task.enqueue(...)`` is checked against the function's signature.
+    """
+
+    __slots__ = ("func", "is_async", "name", "timeout")
+
+    def __init__(self, app: App, func: Callable[..., Any], template: JobSpec) -> None:
+        super().__init__(app, template)
+        #: The decorated function, e.g. to call it directly in a unit test.
+        self.func = func
+        #: The kind jobs of this task are enqueued under.
+        self.name = template.kind
+        #: True for ``async def``; plain functions run in the worker's thread pool.
+        self.is_async = _is_async(func)
+        #: The default per-attempt timeout, in seconds.
+        self.timeout = template.timeout
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"

@@ -1,0 +1,239 @@
+"""Test helpers: a real errands server per test, and an in-process worker.
+
+``errands_server`` (a pytest fixture, registered automatically through the ``pytest11`` entry
+point) starts ``errands serve --memory`` on a free port and points ``ERRANDS_URL`` at it, so an
+``App()`` created at import time talks to it. :func:`run_server` is the same as an async context
+manager, for setups of your own; :func:`run_worker` runs a :class:`Worker` on the current loop.
+
+The server binary comes from ``$ERRANDS_BIN``, else ``errands`` on ``PATH``, else
+``cargo build --release -p errands`` in the errands source tree this package sits in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["ServerHandle", "find_binary", "run_server", "run_worker", "server"]
+
+_build_lock = threading.Lock()
+_built: str | None = None
+
+
+def _source_root() -> Path | None:
+    """The errands repository this package lives in (or the cwd is in), if any."""
+    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
+    for start in starts:
+        for folder in [start, *start.parents]:
+            if (folder / "Cargo.toml").is_file() and (folder / "crates" / "errands").is_dir():
+                return folder
+    return None
+
+
+def find_binary() -> str:
+    """Locate the ``errands`` server binary, building it with cargo as a last resort."""
+    global _built
+    configured = os.environ.get("ERRANDS_BIN")
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise RuntimeError(f"ERRANDS_BIN={configured!r} is not an executable file")
+        return configured
+    on_path = shutil.which("errands")
+    if on_path:
+        return on_path
+    with _build_lock:
+        if _built:
+            return _built
+        root = _source_root()
+        if root is None:
+            raise RuntimeError(
+                "cannot find the errands server: set ERRANDS_BIN or put `errands` on PATH"
+            )
+        done = subprocess.run(
+            ["cargo", "build", "--release", "-p", "errands"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        binary = root / "target" / "release" / "errands"
+        if done.returncode != 0 or not binary.is_file():
+            raise RuntimeError(f"cargo build of the errands server failed:\n{done.stderr[-4000:]}")
+        _built = str(binary)
+        return _built
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerHandle:
+    """A running test server.
+
+    Attributes:
+        url: base URL, e.g. ``http://127.0.0.1:41234``.
+        token: the token it requires, if started with one.
+        process: the server process.
+        log_path: file holding the server's stdout and stderr.
+    """
+
+    url: str
+    token: str | None
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: Any = field(repr=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a worker subprocess at this server."""
+        env = {"ERRANDS_URL": self.url}
+        if self.token:
+            env["ERRANDS_TOKEN"] = self.token
+        return env
+
+    def logs(self) -> str:
+        """What the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Terminate the server (then kill it if it lingers) and remove its log file."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        with contextlib.suppress(OSError):
+            self.log_path.unlink()
+
+
+def _start(
+    binary: str, token: str | None, args: Sequence[str], timeout: float, port: int | None
+) -> ServerHandle:
+    env = dict(os.environ)
+    env.pop("ERRANDS_TOKEN", None)  # the server reads it too; only --token decides here
+    for _ in range(3):  # the free port can be taken between probing and binding: try another
+        listen = port or _free_port()
+        log = tempfile.NamedTemporaryFile(prefix="errands-server-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
+        cmd = [binary, "serve", "--memory", "--listen", f"127.0.0.1:{listen}", *args]
+        if token:
+            cmd += ["--token", token]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+        handle = ServerHandle(f"http://127.0.0.1:{listen}", token, proc, Path(log.name), log)
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(handle.url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return handle
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        output = handle.logs()
+        handle.stop()
+        if port is None and proc.returncode is not None and "in use" in output.lower():
+            continue
+        raise RuntimeError(
+            f"errands server did not become healthy ({' '.join(cmd)}):\n{output[-4000:]}"
+        )
+    raise RuntimeError("could not find a free port for the errands server")
+
+
+@contextlib.contextmanager
+def server(
+    *,
+    token: str | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 30.0,
+    port: int | None = None,
+) -> Iterator[ServerHandle]:
+    """Run ``errands serve --memory`` for the duration of the block (blocking).
+
+    ``port`` defaults to a free one; give one to restart a server where a worker expects it.
+    """
+    handle = _start(find_binary(), token, args, timeout, port)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@contextlib.asynccontextmanager
+async def run_server(
+    *,
+    token: str | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 30.0,
+    port: int | None = None,
+) -> AsyncIterator[ServerHandle]:
+    """Async version of :func:`server`; starting and stopping happen off the event loop.
+
+    ``async with run_server(token="s3cret") as srv: app = errands.App(srv.url, srv.token)``
+    """
+    binary = await asyncio.to_thread(find_binary)
+    handle = await asyncio.to_thread(_start, binary, token, args, timeout, port)
+    try:
+        yield handle
+    finally:
+        await asyncio.to_thread(handle.stop)
+
+
+@contextlib.asynccontextmanager
+async def run_worker(app: App, **options: Any) -> AsyncIterator[Worker]:
+    """Run a :class:`Worker` for ``app`` on the current loop while the block runs.
+
+    Options are :class:`Worker`'s (``concurrency``, ``queues``, ``grace``, ...). The block starts
+    once the worker is connected; on exit the worker drains and stops.
+    """
+    options.setdefault("grace", 5.0)
+    worker = Worker(app, **options)
+    runner = asyncio.get_running_loop().create_task(worker.run(), name="errands-test-worker")
+    connected = asyncio.ensure_future(worker.wait_connected())
+    try:
+        await asyncio.wait({runner, connected}, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            runner.result()  # raises what stopped it (bad token, failing startup hook)
+            raise RuntimeError("the worker stopped before connecting")
+        yield worker
+    finally:
+        connected.cancel()
+        worker.stop()
+        await runner
+
+
+def __getattr__(name: str) -> Any:
+    # `from errands.testing import errands_server` works too, without importing pytest for
+    # users of run_server() alone.
+    if name == "errands_server":
+        from .pytest_plugin import errands_server
+
+        return errands_server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,43 @@
+"""Tasks for worker subprocesses: `python -m errands worker tests.apps:app`.
+
+The App takes its URL from ERRANDS_URL, which the tests set to their server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import errands
+
+app = errands.App()
+
+
+@app.task
+def wait_for_file(ctx: errands.Context, path: str) -> str:
+    """Stays in flight until the test creates ``path`` (a gate the test controls).
+
+    A plain function, so it runs in the worker's thread pool and may block.
+    """
+    Path(f"{path}.{ctx.job_id}.started").touch()  # tells the test this worker has it
+    gate = Path(path)
+    while not gate.exists():
+        time.sleep(0.01)
+    return f"released on attempt {ctx.attempt}"
+
+
+@app.task
+async def hang(ctx: errands.Context, marker: str | None = None) -> None:
+    """Never finishes on its own; touches ``marker`` (if given) once it runs."""
+    if marker:
+        await asyncio.to_thread(Path(marker).touch)
+    await asyncio.Event().wait()
+
+
+@app.task
+async def hang_on_first_attempt(ctx: errands.Context) -> str:
+    """Hangs on attempt 1 (so its worker can be killed mid-job), succeeds on later ones."""
+    if ctx.attempt == 1:
+        await asyncio.Event().wait()
+    return f"done on attempt {ctx.attempt}"

@@ -1,0 +1,155 @@
+"""Worker processes: the CLI, graceful shutdown on SIGTERM, and a SIGKILLed worker's job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import errands
+from errands.testing import ServerHandle, run_server
+
+from .conftest import until, wait_state
+
+PYTHON_DIR = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """`python -m errands worker tests.apps:app ...` with its log in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log_path = log
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "errands", "worker", "tests.apps:app", *args],
+            cwd=PYTHON_DIR,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit; its log:\n{self.log()}") from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """Start worker processes (killed at the end of the test if still alive)."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.close()
+
+
+def start(
+    spawn: list[WorkerProcess], server: ServerHandle, tmp_path: Path, *args: str
+) -> WorkerProcess:
+    worker = WorkerProcess(server.env, tmp_path / f"worker-{len(spawn)}.log", *args)
+    spawn.append(worker)
+    return worker
+
+
+async def connected(worker: WorkerProcess) -> None:
+    await until(
+        lambda: "connected to" in worker.log() or worker.proc.poll() is not None,
+        what="worker to connect",
+    )
+    assert worker.proc.poll() is None, worker.log()
+
+
+async def test_sigterm_lets_running_jobs_finish(
+    app: errands.App, errands_server: ServerHandle, spawn: list[WorkerProcess], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    worker = start(spawn, errands_server, tmp_path, "--grace", "30")
+    jobs = [await app.enqueue("wait_for_file", str(gate)) for _ in range(3)]
+    # "running" on the server means leased; wait until the worker has really started them.
+    for job in jobs:
+        marker = Path(f"{gate}.{job.id}.started")
+        await until(marker.exists, what=f"job {job.id} to start on the worker")
+    worker.proc.send_signal(signal.SIGTERM)
+    await until(lambda: "shutting down" in worker.log(), what="worker to start draining")
+    assert worker.proc.poll() is None  # still running: waiting for its jobs
+    gate.touch()  # let the in-flight jobs finish
+    assert worker.wait() == 0, worker.log()
+    for job in jobs:
+        info = await job.status()
+        assert info.state is errands.JobState.COMPLETED, (info.errors, worker.log())
+        assert info.result == "released on attempt 1"
+
+
+async def test_sigterm_past_grace_returns_jobs_to_queue(
+    app: errands.App, errands_server: ServerHandle, spawn: list[WorkerProcess], tmp_path: Path
+) -> None:
+    worker = start(spawn, errands_server, tmp_path, "--grace", "0.2")
+    marker = tmp_path / "started"
+    job = await app.kind("hang").options(backoff=errands.Backoff.none()).enqueue(str(marker))
+    await until(marker.exists, what="the job to start on the worker")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.log()
+    assert "grace period" in worker.log()
+    info = await wait_state(app, job.id, "queued")
+    assert [e.type for e in info.errors] == ["WorkerLost"]
+
+
+async def test_sigkilled_workers_job_goes_to_another_worker(
+    app: errands.App, errands_server: ServerHandle, spawn: list[WorkerProcess], tmp_path: Path
+) -> None:
+    first = start(spawn, errands_server, tmp_path)
+    job = await app.kind("hang_on_first_attempt").options(backoff=errands.Backoff.none()).enqueue()
+    running = await wait_state(app, job.id, "running")
+    second = start(spawn, errands_server, tmp_path)
+    await connected(second)
+    first.proc.kill()  # SIGKILL: no goodbye, the socket just drops
+    assert await job.result(timeout=20) == "done on attempt 2"
+    info = await job.status()
+    assert [e.type for e in info.errors] == ["WorkerLost"]
+    assert info.worker_id != running.worker_id or info.worker_id is None
+    second.proc.send_signal(signal.SIGINT)  # SIGINT drains like SIGTERM
+    assert second.wait() == 0, second.log()
+
+
+async def test_worker_cli_with_bad_token(spawn: list[WorkerProcess], tmp_path: Path) -> None:
+    async with run_server(token="s3cret") as srv:
+        worker = WorkerProcess({"ERRANDS_URL": srv.url, "ERRANDS_TOKEN": "wrong"}, tmp_path / "w")
+        spawn.append(worker)
+        assert worker.wait() == 1
+        assert "refused the token" in worker.log()
+
+
+def test_console_script_and_module_help() -> None:
+    script = Path(sys.executable).parent / "errands-worker"
+    for cmd in ([str(script), "--help"], [sys.executable, "-m", "errands", "worker", "--help"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=PYTHON_DIR)
+        assert done.returncode == 0, done.stderr
+        assert "--concurrency" in done.stdout
+        assert "--grace" in done.stdout
+
+
+def test_load_app_errors() -> None:
+    from errands.cli import load_app
+
+    assert load_app("tests.apps:app") is load_app("tests.apps")
+    with pytest.raises(SystemExit, match="no attribute"):
+        load_app("tests.apps:nope")
+    with pytest.raises(SystemExit, match="not an App"):
+        load_app("tests.apps:hang")
+    with pytest.raises(SystemExit, match="cannot import"):
+        load_app("tests.does_not_exist:app")

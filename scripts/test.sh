@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust (format, lints, unit, integration, crash), the runnable
+# examples against a real server, and the Python SDK's suite in its own venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+# Where cargo puts binaries (CARGO_TARGET_DIR may move it).
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo build"
+cargo build --release --workspace --all-targets
+export ERRANDS_BIN="$target/release/errands"
+
+echo "== cargo test"
+cargo test --release --workspace
+
+echo "== examples against a real server"
+scratch=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$ERRANDS_BIN" serve --memory --listen "127.0.0.1:$port" >"$scratch/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$scratch"' EXIT
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.1
+done
+ERRANDS_URL="http://127.0.0.1:$port" "$target/release/examples/quickstart" | tee "$scratch/quickstart.out"
+grep -q "result: cat.png.320px.webp" "$scratch/quickstart.out"
+
+if [ -f python/ci.sh ]; then
+  echo "== python"
+  bash python/ci.sh
+fi
+
+if [ -f dashboard-tests/run.sh ]; then
+  echo "== dashboard in a real browser"
+  bash dashboard-tests/run.sh
+fi
+echo "== all tests passed"
