@@ -177,6 +177,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 

@@ -153,12 +153,14 @@ pub(crate) fn claim(
 ) -> Result<Vec<Job>, StoreError> {
     let mut claimed = Vec::new();
     let now_ms = to_ms(now);
+    // `LIMIT (?4 + 0)`, not `LIMIT ?4`: with a bare parameter SQLite (built with STAT4)
+    // re-prepares the statement on every execution, which was a quarter of the writer's time.
     let mut statement = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker_id = ?1, \
          started_at = ?2, progress = NULL, \
          deadline = CASE WHEN timeout IS NULL THEN NULL ELSE ?2 + CAST(timeout * 1000 AS INTEGER) END \
          WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?3 \
-                      ORDER BY priority DESC, run_at, id LIMIT ?4) \
+                      ORDER BY priority DESC, run_at, id LIMIT (?4 + 0)) \
          RETURNING {JOB_COLUMNS}"
     ))?;
     for queue in &request.queues {
@@ -512,7 +514,7 @@ pub(crate) fn purge_expired(conn: &Connection, now: DateTime<Utc>) -> Result<u64
     let deleted = conn
         .prepare_cached(
             "DELETE FROM jobs WHERE id IN \
-             (SELECT id FROM jobs WHERE expires_at <= ?1 LIMIT ?2)",
+             (SELECT id FROM jobs WHERE expires_at <= ?1 LIMIT (?2 + 0))",
         )?
         .execute(params![to_ms(now), PURGE_CHUNK])?;
     Ok(deleted as u64)

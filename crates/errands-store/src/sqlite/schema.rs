@@ -60,5 +60,8 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -65536)?;
+    // Room for every statement the store prepares (rusqlite keeps 16 by default), so none is
+    // evicted and parsed again.
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(())
 }

@@ -56,23 +56,18 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT op")?;
+    execute_cached(conn, "SAVEPOINT op")?;
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
         tracing::error!("a store operation panicked; it was rolled back");
         Err(StoreError::Backend(
             "the operation failed unexpectedly".into(),
         ))
     });
-    match outcome {
-        Ok(value) => {
-            conn.execute_batch("RELEASE op")?;
-            Ok(value)
-        }
-        Err(error) => {
-            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
-            Err(error)
-        }
+    if outcome.is_err() {
+        execute_cached(conn, "ROLLBACK TO op")?;
     }
+    execute_cached(conn, "RELEASE op")?;
+    outcome
 }
 
 /// Starts the writer thread. It ends when every sender is dropped.
@@ -109,7 +104,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Op>, sync_full: bool) {
 }
 
 fn commit_batch(conn: &Connection, batch: Vec<Op>) {
-    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = execute_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping the batch drops its reply channels: each caller gets an error and nothing
         // was applied.
         tracing::error!(%error, "could not begin a write transaction");
@@ -117,7 +112,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Op>) {
     }
     let replies: Vec<_> = batch.into_iter().map(|op| (op.run)(conn)).collect();
     let started = Instant::now();
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    let commit = execute_cached(conn, "COMMIT").map_err(StoreError::from);
     metrics::histogram!("errands_store_commit_seconds").record(started.elapsed().as_secs_f64());
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -126,4 +121,10 @@ fn commit_batch(conn: &Connection, batch: Vec<Op>) {
     for reply in replies {
         reply(error.as_ref());
     }
+}
+
+/// Runs a transaction-control statement from the statement cache: these run for every batch
+/// and every operation, and parsing them each time showed up in profiles.
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
 }
