@@ -195,9 +195,7 @@ impl Session {
         let mut ping = interval(PING_EVERY);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            if self.want_claim && self.free() > 0 {
-                self.push_jobs(sink).await?;
-            }
+            self.push_jobs(sink).await?;
             let idle = self.free() > 0 && !self.want_claim;
             tokio::select! {
                 frame = stream.next() => {
@@ -227,14 +225,31 @@ impl Session {
 
     /// Claims jobs up to the free capacity and sends them.
     async fn push_jobs(&mut self, sink: &mut Sink) -> Result<(), SessionEnd> {
+        let jobs = self.claim().await?;
+        self.send_jobs(sink, jobs).await
+    }
+
+    /// Claims jobs up to the free capacity (none if the claim would find nothing).
+    async fn claim(&mut self) -> Result<Vec<Job>, EngineError> {
+        let wanted = self.free();
+        if !self.want_claim || wanted == 0 {
+            return Ok(Vec::new());
+        }
         for signal in &mut self.signals {
             signal.borrow_and_update();
         }
-        let wanted = self.free();
         let order = self.queues.next(&mut rand::rng());
         let jobs = self.engine.claim(&self.worker_id, order, wanted).await?;
         if jobs.len() < wanted {
             self.want_claim = false;
+        }
+        Ok(jobs)
+    }
+
+    /// Records claimed jobs as held by this worker and pushes them to it.
+    async fn send_jobs(&mut self, sink: &mut Sink, jobs: Vec<Job>) -> Result<(), SessionEnd> {
+        if jobs.is_empty() {
+            return Ok(());
         }
         for job in jobs {
             self.running
@@ -331,55 +346,33 @@ impl Session {
         Ok(())
     }
 
-    /// Applies reports concurrently so they land in one group commit, in order.
+    /// Applies reports, and claims jobs for the slots they free, concurrently: all of it lands
+    /// in one group commit instead of one commit for the reports and another for the claim.
     async fn apply_reports(
         &mut self,
         sink: &mut Sink,
         reports: Vec<WorkerMessage>,
     ) -> Result<(), SessionEnd> {
-        let engine = &self.engine;
-        let worker_id = self.worker_id.as_str();
-        let running = &self.running;
-        let outcomes = join_all(reports.into_iter().map(|report| async move {
-            match report {
-                WorkerMessage::Complete { id, result } => (
-                    id,
-                    true,
-                    engine.complete(worker_id, id, result).await.map(|_| ()),
-                ),
-                WorkerMessage::Fail {
-                    id,
-                    error,
-                    retry,
-                    retry_after,
-                } => (
-                    id,
-                    true,
-                    engine
-                        .fail(worker_id, id, error, retry, retry_after)
-                        .await
-                        .map(|_| ()),
-                ),
-                WorkerMessage::Progress { id, progress } => {
-                    let (queue, kind) = running
-                        .get(&id)
-                        .map(|(q, k)| (q.as_str(), k.as_str()))
-                        .unwrap_or_default();
-                    (
-                        id,
-                        false,
-                        engine
-                            .progress(worker_id, id, (queue, kind), progress)
-                            .await,
-                    )
-                }
-                WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => {
-                    unreachable!("handled before reports are applied")
-                }
+        let writes: Vec<_> = reports
+            .into_iter()
+            .map(|report| self.report_write(report))
+            .collect();
+        // Whatever the outcome, the worker no longer holds a job it completed or failed: it
+        // finished, or it had been taken away. So the freed slots can be refilled right now.
+        for write in &writes {
+            if write.finishes && self.running.remove(&write.id).is_some() {
+                self.want_claim = true;
             }
-        }))
-        .await;
-        for (id, finishes, outcome) in outcomes {
+        }
+        let engine = self.engine.clone();
+        let worker_id = self.worker_id.clone();
+        let applied = join_all(
+            writes
+                .into_iter()
+                .map(|write| write.apply(&engine, &worker_id)),
+        );
+        let (outcomes, claimed) = tokio::join!(applied, self.claim());
+        for (id, outcome) in outcomes {
             match outcome {
                 Ok(()) => {}
                 Err(EngineError::Store(StoreError::Backend(message))) => {
@@ -389,12 +382,64 @@ impl Session {
                 }
                 Err(error) => send(sink, &error_message(error.to_string(), Some(id))).await?,
             }
-            // Either way the worker no longer holds the job: it finished, or it was taken away.
-            if finishes && self.running.remove(&id).is_some() {
-                self.want_claim = true;
-            }
         }
-        Ok(())
+        self.send_jobs(sink, claimed?).await
+    }
+
+    /// Pairs a report with what the store needs to apply it.
+    fn report_write(&self, report: WorkerMessage) -> ReportWrite {
+        let (id, finishes) = match &report {
+            WorkerMessage::Complete { id, .. } | WorkerMessage::Fail { id, .. } => (*id, true),
+            WorkerMessage::Progress { id, .. } => (*id, false),
+            WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => {
+                unreachable!("handled before reports are applied")
+            }
+        };
+        // Progress events name the job's queue and kind; read them before the job is released.
+        let labels = self.running.get(&id).cloned().unwrap_or_default();
+        ReportWrite {
+            id,
+            finishes,
+            labels,
+            report,
+        }
+    }
+}
+
+/// One job report from the worker, ready to be written.
+struct ReportWrite {
+    id: JobId,
+    /// Whether it ends the worker's hold on the job (complete or fail).
+    finishes: bool,
+    /// The job's queue and kind.
+    labels: (String, String),
+    report: WorkerMessage,
+}
+
+impl ReportWrite {
+    async fn apply(self, engine: &Engine, worker_id: &str) -> (JobId, Result<(), EngineError>) {
+        let outcome = match self.report {
+            WorkerMessage::Complete { id, result } => {
+                engine.complete(worker_id, id, result).await.map(|_| ())
+            }
+            WorkerMessage::Fail {
+                id,
+                error,
+                retry,
+                retry_after,
+            } => engine
+                .fail(worker_id, id, error, retry, retry_after)
+                .await
+                .map(|_| ()),
+            WorkerMessage::Progress { id, progress } => {
+                let (queue, kind) = &self.labels;
+                engine
+                    .progress(worker_id, id, (queue, kind), progress)
+                    .await
+            }
+            WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => Ok(()),
+        };
+        (self.id, outcome)
     }
 }
 
