@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 from .app import App
 from .client import Client, JobPage
 from .context import Context, State
+from .cron import CatchUp, CronSchedule, CronSpec
 from .errors import (
     ApiError,
     Conflict,
@@ -49,10 +50,13 @@ __all__ = [
     "ApiError",
     "App",
     "Backoff",
+    "CatchUp",
     "Client",
     "Conflict",
     "ConnectionFailed",
     "Context",
+    "CronSchedule",
+    "CronSpec",
     "Enqueuer",
     "ErrandsError",
     "EventStream",

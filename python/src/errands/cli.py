@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .app import App
-from .errors import Unauthorized
+from .errors import ApiError, Unauthorized
 from .worker import Worker
 
 __all__ = ["load_app", "main", "worker_main"]
@@ -139,15 +139,19 @@ def _worker(args: argparse.Namespace) -> int:
         grace=args.grace,
     )
     log.info(
-        "errands worker %s: tasks %s, queues %s",
+        "errands worker %s: tasks %s, queues %s%s",
         __version__,
         ", ".join(sorted(app.tasks)) or "(none)",
         ",".join(worker.queues),
+        f", cron schedules {', '.join(sorted(app.crons))}" if app.crons else "",
     )
     try:
         asyncio.run(_run_worker(worker))
     except Unauthorized as exc:
         log.error("the server refused the token (%s); check --token / ERRANDS_TOKEN", exc)
+        return 1
+    except ApiError as exc:  # a cron schedule the server refused
+        log.error("cannot start the worker: %s", exc)
         return 1
     return 0
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from .cron import CronSchedule, CronSpec
 from .errors import SerializationError
 from .events import EventStream
 from .job import Job
@@ -37,6 +38,10 @@ def _serialise(body: Any, what: str) -> str:
 
 def _job_path(job_id: str, action: str = "") -> str:
     return f"/v1/jobs/{quote(job_id, safe='')}{action}"
+
+
+def _cron_path(name: str, action: str = "") -> str:
+    return f"/v1/cron/{quote(name, safe='')}{action}"
 
 
 class Client:
@@ -134,6 +139,53 @@ class Client:
         ``async with client.events(queue="default") as events: async for event in events: ...``
         """
         return EventStream(self.transport, ids=ids, queue=queue, kind=kind)
+
+    # -- cron schedules -------------------------------------------------------------------------
+
+    async def put_cron(self, name: str, spec: CronSpec | Mapping[str, Any]) -> CronSchedule:
+        """Create or replace the cron schedule ``name`` (``PUT /v1/cron/{name}``).
+
+        Re-declaring a schedule with the same ``schedule`` and ``tz`` keeps its next fire time;
+        a spec whose ``paused`` is ``None`` keeps its paused state. A mapping is sent as the
+        request body as-is.
+
+        Raises:
+            Rejected: a bad field; ``field`` names it (``schedule``, ``tz``, ``job.kind``, ...)
+                and ``message`` is the server's reason.
+        """
+        body = spec.to_body() if isinstance(spec, CronSpec) else dict(spec)
+        text = _serialise(body, f"cron schedule {name!r}")
+        reply = await self.transport.request("PUT", _cron_path(name), body=text)
+        return CronSchedule.from_json(reply)
+
+    async def get_cron(self, name: str) -> CronSchedule:
+        """One cron schedule with its next fire times; :class:`NotFound` when unknown."""
+        return CronSchedule.from_json(await self.transport.request("GET", _cron_path(name)))
+
+    async def list_cron(self) -> list[CronSchedule]:
+        """Every cron schedule, by name, with its next fire times (``GET /v1/cron``)."""
+        reply = await self.transport.request("GET", "/v1/cron")
+        return [CronSchedule.from_json(s) for s in reply.get("schedules", [])]
+
+    async def delete_cron(self, name: str) -> None:
+        """Delete a cron schedule (jobs it enqueued stay); :class:`NotFound` when unknown."""
+        await self.transport.request("DELETE", _cron_path(name))
+
+    async def pause_cron(self, name: str) -> CronSchedule:
+        """Pause a cron schedule: it enqueues nothing until resumed."""
+        return CronSchedule.from_json(
+            await self.transport.request("POST", _cron_path(name, "/pause"))
+        )
+
+    async def resume_cron(self, name: str) -> CronSchedule:
+        """Resume a paused schedule from its first fire time after now (missed ones don't run)."""
+        return CronSchedule.from_json(
+            await self.transport.request("POST", _cron_path(name, "/resume"))
+        )
+
+    async def trigger_cron(self, name: str) -> Job[Any]:
+        """Enqueue a cron schedule's job now, paused or not, and return its handle."""
+        return self._handle(await self.transport.request("POST", _cron_path(name, "/trigger")))
 
     async def queues(self) -> list[dict[str, Any]]:
         """Queue depths and ages (``GET /v1/queues``), as the server's JSON objects."""

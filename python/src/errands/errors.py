@@ -76,7 +76,7 @@ class Unauthorized(ApiError):
 
 
 class NotFound(ApiError):
-    """The job (or route) does not exist (404)."""
+    """The job, cron schedule (or route) does not exist (404)."""
 
 
 class Conflict(ApiError):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .errors import SerializationError
-from .models import format_time, seconds
+from .models import format_time, parse_time, seconds
 
 __all__ = ["Backoff", "JobSpec", "args_error", "decode_args", "dumps", "encode_args"]
 
@@ -143,6 +143,18 @@ class JobSpec:
         """A copy with the given options replaced (``None`` values are ignored)."""
         changes = {k: v for k, v in normalise_options(options).items() if v is not None}
         return replace(self, **changes)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> JobSpec:
+        """Build from a request body as the server echoes it (a cron schedule's ``job``).
+
+        Fields this class does not know are left out (they stay in the caller's raw JSON).
+        """
+        known = {f.name for f in fields(cls)} - {"kind", "args"}
+        options = {k: v for k, v in raw.items() if k in known and v is not None}
+        if isinstance(options.get("run_at"), str):
+            options["run_at"] = parse_time(options["run_at"])
+        return cls(str(raw.get("kind", "")), raw.get("args"), **normalise_options(options))
 
     def to_body(self) -> dict[str, Any]:
         """The ``POST /v1/jobs`` body, leaving out unset fields so server defaults apply."""

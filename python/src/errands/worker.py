@@ -27,7 +27,7 @@ import aiohttp
 
 from . import __version__
 from .context import Context, State
-from .errors import ConnectionFailed, Unauthorized
+from .errors import ApiError, ConnectionFailed, ServerError, Unauthorized
 from .runner import Abort, Delivery, JobRun, Message, fail_message
 from .spec import dumps
 
@@ -153,16 +153,23 @@ class Worker:
         self._drain_task = loop.create_task(self._drain())
 
     async def run(self) -> None:
-        """Run startup hooks, serve jobs until :meth:`stop`, then run shutdown hooks.
+        """Run startup hooks, declare cron schedules, serve jobs until :meth:`stop`, shut down.
+
+        The app's cron schedules are upserted after the startup hooks and before the socket
+        connects; shutdown hooks run at the end whatever happened.
 
         Raises:
             Unauthorized: the server refused the token (retrying would not help).
+            Rejected: the server refused one of the app's cron schedules (``field`` and
+                ``message`` say why); the worker never connects.
         """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="errands-task")
         try:
             await self._run_hooks(self.app.startup_hooks, "startup")
+            if not self._stopping:
+                await self._declare_crons()
             if not self._stopping:
                 await self._serve()
         finally:
@@ -173,6 +180,40 @@ class Worker:
             self._executor.shutdown(wait=False, cancel_futures=True)
             await self._run_hooks(list(reversed(self.app.shutdown_hooks)), "shutdown")
             log.info("worker stopped")
+
+    # -- cron schedules -------------------------------------------------------------------------
+
+    async def _declare_crons(self) -> None:
+        """Upsert the app's cron schedules, retrying while the server is unreachable or failing.
+
+        Re-declaring keeps a schedule's next fire time and its paused state (the server's
+        semantics), so every worker of a fleet can do it at every start. A refusal (bad
+        expression, time zone, job) raises: retrying would not help, and a worker whose
+        schedules are wrong should not look healthy.
+        """
+        pending = list(self.app.crons.items())
+        failures = 0
+        while pending and not self._stopping:
+            name, spec = pending[0]
+            try:
+                await self.app.client.put_cron(name, spec)
+            except (ConnectionFailed, ServerError) as exc:
+                if failures == 0:
+                    log.warning("cannot declare cron schedule %r: %s; retrying", name, exc)
+                failures += 1
+                delay = min(_RECONNECT_MAX, _RECONNECT_FIRST * 2 ** min(failures, 10))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                continue
+            except Unauthorized:
+                raise
+            except ApiError as exc:
+                raise type(exc)(
+                    exc.status, exc.code, f"cron schedule {name!r}: {exc.message}", exc.field
+                ) from exc
+            log.info("declared cron schedule %r: %s (%s)", name, spec.schedule, spec.tz)
+            pending.pop(0)
+            failures = 0
 
     # -- connection ---------------------------------------------------------------------------
 
