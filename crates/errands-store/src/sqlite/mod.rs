@@ -111,7 +111,8 @@ impl SqliteStore {
         let conn = Connection::open(&path)?;
         schema::configure(&conn)?;
         conn.execute_batch(schema::SCHEMA)?;
-        let writer = writer::spawn(conn, options.sync == SyncMode::Full)
+        let wal = (options.sync == SyncMode::Full).then(|| wal_path(&path));
+        let writer = writer::spawn(conn, wal)
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -169,6 +170,13 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
+}
+
+/// Where SQLite keeps the write-ahead log of the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {

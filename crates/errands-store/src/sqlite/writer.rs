@@ -1,7 +1,10 @@
 //! Group commit: one thread owns the write connection and runs every queued write in one
-//! transaction, so many concurrent writers share one commit (and one fsync).
+//! transaction, so many concurrent writers share one commit; a second thread fsyncs the
+//! write-ahead log for the commits whose callers must know they are on disk.
 
+use std::fs::File;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
@@ -71,16 +74,25 @@ fn in_savepoint<T>(
 }
 
 /// Starts the writer thread. It ends when every sender is dropped.
-pub(crate) fn spawn(conn: Connection, sync_full: bool) -> std::io::Result<mpsc::Sender<Op>> {
+///
+/// With `wal` set (`--sync full`), replies to durable operations wait until that write-ahead
+/// log has been fsynced after their commit. The fsync runs on a thread of its own, so the
+/// writer goes on with the next batch meanwhile, and one fsync covers every commit before it.
+pub(crate) fn spawn(conn: Connection, wal: Option<PathBuf>) -> std::io::Result<mpsc::Sender<Op>> {
+    // Commits never fsync themselves; the syncer does it for those that need it. A crash can
+    // lose only commits nobody was told about, and SQLite still fsyncs before checkpoints.
+    if let Err(error) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        tracing::error!(%error, "could not set synchronous mode");
+    }
+    let syncer = wal.map(spawn_syncer).transpose()?;
     let (tx, rx) = mpsc::channel::<Op>();
     thread::Builder::new()
         .name("errands-sqlite-writer".into())
-        .spawn(move || run(conn, rx, sync_full))?;
+        .spawn(move || run(conn, rx, syncer))?;
     Ok(tx)
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Op>, sync_full: bool) {
-    let mut synced = None;
+fn run(conn: Connection, rx: mpsc::Receiver<Op>, syncer: Option<mpsc::Sender<Vec<Reply>>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -89,42 +101,140 @@ fn run(conn: Connection, rx: mpsc::Receiver<Op>, sync_full: bool) {
                 Err(_) => break,
             }
         }
-        // Worker reports (claims, completions) are committed to the WAL before anything acts
-        // on them, which survives a process crash; only API writes pay for an fsync.
-        let full = sync_full && batch.iter().any(|op| op.durable);
-        if synced != Some(full) {
-            let level = if full { "FULL" } else { "NORMAL" };
-            if let Err(error) = conn.pragma_update(None, "synchronous", level) {
-                tracing::error!(%error, "could not set synchronous mode");
-            }
-            synced = Some(full);
-        }
-        commit_batch(&conn, batch);
+        commit_batch(&conn, batch, syncer.as_ref());
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Op>) {
+fn commit_batch(conn: &Connection, batch: Vec<Op>, syncer: Option<&mpsc::Sender<Vec<Reply>>>) {
     if let Err(error) = execute_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping the batch drops its reply channels: each caller gets an error and nothing
         // was applied.
         tracing::error!(%error, "could not begin a write transaction");
         return;
     }
-    let replies: Vec<_> = batch.into_iter().map(|op| (op.run)(conn)).collect();
+    let ran: Vec<_> = batch
+        .into_iter()
+        .map(|op| (op.durable, (op.run)(conn)))
+        .collect();
     let started = Instant::now();
     let commit = execute_cached(conn, "COMMIT").map_err(StoreError::from);
     metrics::histogram!("errands_store_commit_seconds").record(started.elapsed().as_secs_f64());
-    if commit.is_err() {
+    if let Err(error) = commit {
         let _ = conn.execute_batch("ROLLBACK");
+        for (_, reply) in ran {
+            reply(Some(&error));
+        }
+        return;
     }
-    let error = commit.err();
-    for reply in replies {
-        reply(error.as_ref());
+    let mut to_sync = Vec::new();
+    for (durable, reply) in ran {
+        match syncer {
+            Some(_) if durable => to_sync.push(reply),
+            // Worker reports (claims, completions) act once committed: a crash before the
+            // next fsync returns their jobs to the queue, which is what a lost worker does.
+            _ => reply(None),
+        }
     }
+    if let (Some(syncer), false) = (syncer, to_sync.is_empty()) {
+        if let Err(mpsc::SendError(replies)) = syncer.send(to_sync) {
+            let error = StoreError::Backend("the fsync thread is gone".into());
+            for reply in replies {
+                reply(Some(&error));
+            }
+        }
+    }
+}
+
+/// Starts the thread that makes commits durable: it fsyncs the write-ahead log once for
+/// every group of commits waiting, then sends their replies.
+fn spawn_syncer(wal: PathBuf) -> std::io::Result<mpsc::Sender<Vec<Reply>>> {
+    let (tx, rx) = mpsc::channel::<Vec<Reply>>();
+    thread::Builder::new()
+        .name("errands-sqlite-fsync".into())
+        .spawn(move || {
+            while let Ok(mut replies) = rx.recv() {
+                // Every commit queued here had finished before this fsync starts.
+                while let Ok(more) = rx.try_recv() {
+                    replies.extend(more);
+                }
+                let started = Instant::now();
+                let synced = fsync(&wal);
+                metrics::histogram!("errands_store_fsync_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                let outcome = synced.map_err(|error| {
+                    tracing::error!(%error, wal = %wal.display(), "fsync of the write-ahead log failed");
+                    StoreError::Backend(format!("fsync of the write-ahead log failed: {error}"))
+                });
+                for reply in replies {
+                    reply(outcome.as_ref().err());
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Flushes the file at `path` to disk. The file is opened each time so it is surely the log
+/// SQLite writes now, even if it was ever removed and created again.
+fn fsync(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_data()
 }
 
 /// Runs a transaction-control statement from the statement cache: these run for every batch
 /// and every operation, and parsing them each time showed up in profiles.
 fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute([])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(durable: bool, n: i64) -> (Op, oneshot::Receiver<Result<(), StoreError>>) {
+        op(durable, move |conn: &Connection| {
+            conn.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+            Ok(())
+        })
+    }
+
+    /// Durable replies go through the fsync thread: when the fsync fails, they report it,
+    /// while the same batch's other operations, answered at commit, succeed.
+    #[tokio::test]
+    async fn durable_replies_wait_for_the_fsync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER)")
+            .expect("schema");
+        // A log that does not exist cannot be fsynced.
+        let writer = spawn(conn, Some(dir.path().join("missing-wal"))).expect("spawn");
+        let (durable, durable_reply) = insert(true, 1);
+        let (report, report_reply) = insert(false, 2);
+        writer.send(durable).expect("send");
+        writer.send(report).expect("send");
+
+        let error = durable_reply
+            .await
+            .expect("reply")
+            .expect_err("fsync failed");
+        assert!(error.to_string().contains("fsync"), "{error}");
+        report_reply.await.expect("reply").expect("committed");
+    }
+
+    #[tokio::test]
+    async fn durable_replies_succeed_once_the_log_is_synced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER)")
+            .expect("schema");
+        let writer = spawn(conn, Some(dir.path().join("t.db-wal"))).expect("spawn");
+        let (durable, reply) = insert(true, 1);
+        writer.send(durable).expect("send");
+        reply.await.expect("reply").expect("synced");
+
+        let reader = Connection::open(&path).expect("open");
+        let count: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(count, 1);
+    }
 }
