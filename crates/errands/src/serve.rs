@@ -1,5 +1,6 @@
 //! `errands serve`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct ServeArgs {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        // Colours only on a terminal: logs sent to a file or a collector stay plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -66,7 +69,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.db.display().to_string()
     };
-    tracing::info!(listen = %args.listen, store = %store_name, "errands serving");
+    // With port 0 the system picks one; say which, so scripts and tests can find it.
+    let listen = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%listen, store = %store_name, "errands serving");
     let config = ServerConfig {
         token: args.token,
         limits: Limits {

@@ -1,8 +1,8 @@
 //! The command line against a real server process.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -14,37 +14,32 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a server on a port the system picks, and reads that port from its log: a port
+    /// picked by the test could be taken by another test's server before this one binds it.
     fn start(extra: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(BIN)
-            .args(["serve", "--memory", "--listen", &listen])
+        let mut child = Command::new(BIN)
+            .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
             .args(extra)
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let server = Self {
+        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listen = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let rest = line.split_once("errands serving listen=")?.1;
+                Some(rest.split_whitespace().next()?.to_owned())
+            })
+            .expect("the server logs where it listens");
+        // Keep reading, so the server never blocks on a full pipe.
+        std::thread::spawn(move || log.for_each(drop));
+        Self {
             child,
             url: format!("http://{listen}"),
-        };
-        server.wait_until_healthy();
-        server
-    }
-
-    fn wait_until_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("server did not start");
     }
 
     fn run(&self, args: &[&str]) -> Output {
