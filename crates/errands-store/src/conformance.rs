@@ -13,6 +13,7 @@ use crate::{ClaimRequest, JobFilter, Store, StoreError};
 pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     enqueue_and_get(&make()).await;
     batch_enqueue_keeps_order(&make()).await;
+    enqueue_announces_what_it_stored(&make()).await;
     claim_follows_priority_then_age(&make()).await;
     claim_walks_queues_in_order(&make()).await;
     complete_needs_the_lease(&make()).await;
@@ -131,6 +132,24 @@ async fn batch_enqueue_keeps_order(store: &impl Store) {
     assert!(stored
         .iter()
         .all(|e| e.created && e.state == JobState::Queued));
+}
+
+/// The early announcement carries the same outcome as the reply, and the announced jobs can
+/// be claimed by the time it arrives.
+async fn enqueue_announces_what_it_stored(store: &impl Store) {
+    let jobs = vec![new_job(job("a"), t0()), new_job(job("b"), t0())];
+    let (committed_tx, committed) = tokio::sync::oneshot::channel();
+    let (stored, announced) = tokio::join!(store.enqueue_announcing(jobs, committed_tx), async {
+        let announced = committed.await.expect("announced");
+        (announced, claim(store, &["default"], 10, "w", t0()).await)
+    });
+    let stored = stored.expect("enqueue");
+    let (announced, mut claimed) = announced;
+    assert_eq!(announced, stored);
+    claimed.sort();
+    let mut ids: Vec<_> = stored.iter().map(|e| e.id).collect();
+    ids.sort();
+    assert_eq!(claimed, ids);
 }
 
 async fn claim_follows_priority_then_age(store: &impl Store) {

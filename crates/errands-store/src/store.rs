@@ -6,6 +6,7 @@ use errands_core::cron::{CronEntry, CronSpec};
 use errands_core::lifecycle::FailureCause;
 use errands_core::{AttemptError, Job, JobId, JobState, NewJob, Progress};
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 
@@ -185,6 +186,20 @@ pub trait Store: Send + Sync + 'static {
     /// Stores jobs in one transaction, or none of them. Unique keys are checked in order, so
     /// a batch holding a key twice stores the first and returns it for the second.
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// Like [`Store::enqueue`], and sends the outcome on `committed` as soon as the jobs can be
+    /// claimed, which may be before they are durable and the call returns. Dispatch need not
+    /// wait for an fsync: a job lost with a crash before it was durable was never acknowledged.
+    /// Stores that cannot tell the two moments apart send once the jobs are durable.
+    async fn enqueue_announcing(
+        &self,
+        jobs: Vec<NewJob>,
+        committed: oneshot::Sender<Vec<Enqueued>>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let stored = self.enqueue(jobs).await?;
+        let _ = committed.send(stored.clone());
+        Ok(stored)
+    }
 
     /// One job.
     async fn get(&self, id: JobId) -> Result<Job, StoreError>;

@@ -40,6 +40,15 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 
 /// Parses JSON, naming the path of the first bad field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Tracking the path copies every key and wraps every value, which was a large part of
+    // parsing a batch. Only a body that fails needs the path, so that one is parsed again,
+    // tracked: the same parser fails the same way, now knowing where.
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    T::deserialize(deserializer).or_else(|_| parse_json_tracked(bytes))
+}
+
+/// [`parse_json`], tracking the path to name the bad field.
+fn parse_json_tracked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let field = known_path(error.path());
@@ -131,5 +140,46 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
         raw.parse()
             .map(JobPath)
             .map_err(|_| ApiError::not_found(format!("job {raw} not found")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        #[allow(dead_code)]
+        jobs: Vec<Job>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Job {
+        #[allow(dead_code)]
+        kind: String,
+    }
+
+    /// The untracked first try changes nothing a client sees: a bad body gets the error the
+    /// tracked parse gives, and a good one parses as before (trailing bytes included).
+    #[test]
+    fn errors_are_those_of_the_tracked_parse() {
+        let bodies: [&[u8]; 5] = [
+            br#"{"jobs":[{"kind":"a"},{"kind":5}]}"#,
+            br#"{"jobs":[{"kind":"a","qeue":"x"}]}"#,
+            br#"{"jobs":[{"kind":"a"}"#,
+            b"",
+            br#"{"jobs":[]} trailing"#,
+        ];
+        for body in bodies {
+            let fast = parse_json::<Batch>(body).map_err(|e| format!("{e:?}"));
+            let tracked = parse_json_tracked::<Batch>(body).map_err(|e| format!("{e:?}"));
+            assert_eq!(fast.map(|b| b.jobs.len()), tracked.map(|b| b.jobs.len()));
+        }
+        let error = parse_json::<Batch>(bodies[0]).unwrap_err();
+        assert!(format!("{error:?}").contains("jobs[1].kind"), "{error:?}");
     }
 }

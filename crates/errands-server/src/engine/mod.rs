@@ -5,6 +5,7 @@
 mod cron;
 mod events;
 mod maintenance;
+mod names;
 mod registry;
 mod signals;
 mod telemetry;
@@ -24,7 +25,7 @@ use errands_store::{
     ClaimRequest, Enqueued, JobFilter, JobPage, QueueInfo, ReleasedJob, Store, StoreError,
 };
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use events::{EventHub, EVENT_BUFFER};
@@ -33,6 +34,7 @@ pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
 pub use signals::QueueSignals;
 
 use crate::error::EngineError;
+use names::JobNames;
 
 /// The job engine shared by every connection.
 pub struct Engine {
@@ -153,26 +155,37 @@ impl Engine {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let queues: HashSet<String> = jobs.iter().map(|job| job.queue.clone()).collect();
         let scheduled = jobs.iter().any(|job| job.state == JobState::Scheduled);
-        let named: Vec<(String, String)> = jobs
-            .iter()
-            .map(|job| (job.queue.clone(), job.kind.clone()))
-            .collect();
-        let stored = self.store.enqueue(jobs).await?;
-        for (outcome, (queue, kind)) in stored.iter().zip(&named) {
-            if outcome.created {
-                telemetry::enqueued(queue, kind);
+        let names = JobNames::of(&jobs);
+        // Workers are woken as soon as the jobs are committed; the reply waits until they are
+        // durable. So a job reaches an idle worker while its fsync is still running.
+        let (committed_tx, committed) = oneshot::channel::<Vec<Enqueued>>();
+        let announce = async {
+            if let Ok(stored) = committed.await {
+                self.announce_enqueued(&stored, &names, scheduled);
+            }
+        };
+        let (stored, ()) =
+            tokio::join!(self.store.enqueue_announcing(jobs, committed_tx), announce);
+        Ok(stored?)
+    }
+
+    /// Counts, publishes and wakes workers for newly stored jobs.
+    fn announce_enqueued(&self, stored: &[Enqueued], names: &JobNames, scheduled: bool) {
+        for (position, outcome) in stored.iter().enumerate() {
+            if let (true, Some((queue, kind))) = (outcome.created, names.job(position)) {
                 self.publish_state(outcome.id, queue, kind, outcome.state, 0);
             }
         }
-        for queue in &queues {
+        for (queue, kind, count) in names.created(stored) {
+            telemetry::enqueued(queue, kind, count);
+        }
+        for queue in names.queues() {
             self.signals.notify(queue);
         }
         if scheduled {
             self.maintenance.notify_one();
         }
-        Ok(stored)
     }
 
     /// One job.

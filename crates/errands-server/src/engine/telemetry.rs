@@ -36,10 +36,10 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     ((to - from).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0)
 }
 
-/// A job was stored.
-pub fn enqueued(queue: &str, kind: &str) {
+/// `count` jobs of one queue and kind were stored.
+pub fn enqueued(queue: &str, kind: &str, count: u64) {
     counter!("errands_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned())
-        .increment(1);
+        .increment(count);
 }
 
 /// A job was leased to a worker.

@@ -18,6 +18,7 @@ use errands_core::lifecycle::FailureCause;
 use errands_core::{AttemptError, Job, JobId, NewJob, Progress};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::store::{
@@ -137,6 +138,15 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (op, reply) = writer::op(durable, f);
+        self.submit(op, reply).await
+    }
+
+    /// Hands `op` to the writer thread and waits for its reply.
+    async fn submit<T>(
+        &self,
+        op: Op,
+        reply: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.inner
             .writer
             .lock()
@@ -194,6 +204,21 @@ impl Store for SqliteStore {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         self.write(true, move |conn| ops::enqueue(conn, &jobs))
             .await
+    }
+
+    async fn enqueue_announcing(
+        &self,
+        jobs: Vec<NewJob>,
+        committed: oneshot::Sender<Vec<Enqueued>>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let (op, reply) = writer::op_with_commit_hook(
+            true,
+            move |conn| ops::enqueue(conn, &jobs),
+            move |stored| {
+                let _ = committed.send(stored);
+            },
+        );
+        self.submit(op, reply).await
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
@@ -393,5 +418,19 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         crate::conformance::run_all(|| SqliteStore::temporary().unwrap()).await;
+    }
+
+    /// The same suite with `--sync full`, where durable replies go through the fsync thread.
+    #[tokio::test]
+    async fn conformance_with_full_sync() {
+        let dirs = Mutex::new(Vec::new());
+        crate::conformance::run_all(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store =
+                SqliteStore::open(dir.path().join("errands.db"), SqliteOptions::default()).unwrap();
+            dirs.lock().unwrap().push(dir);
+            store
+        })
+        .await;
     }
 }

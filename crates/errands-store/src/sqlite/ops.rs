@@ -711,7 +711,24 @@ pub(crate) fn paused_queues(conn: &Connection) -> Result<Vec<String>, StoreError
 
 #[cfg(test)]
 mod tests {
+    use errands_core::{EnqueueRequest, Limits};
+    use serde_json::json;
+
     use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn store() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
+        conn
+    }
+
+    fn new_job(request: EnqueueRequest, now: DateTime<Utc>) -> NewJob {
+        request.validate(&Limits::default(), now).unwrap()
+    }
 
     #[test]
     fn default_backoff_json_is_what_serde_writes() {
@@ -726,5 +743,119 @@ mod tests {
         let sql = insert_sql(3);
         assert_eq!(sql.matches('?').count(), 3 * COLUMN_COUNT);
         assert_eq!(sql.matches('(').count(), 4);
+    }
+
+    /// Bulk and single inserts, keyed jobs between them: every field reads back as given, and
+    /// a key repeated later in the batch names the job of its first use.
+    #[test]
+    fn a_mixed_batch_stores_every_field() {
+        let conn = store();
+        let jobs: Vec<NewJob> = (0..40)
+            .map(|i| {
+                let mut request = EnqueueRequest {
+                    queue: Some(format!("q{}", i % 3)),
+                    args: json!({"n": i, "text": "é\"x"}),
+                    priority: Some(i - 20),
+                    tags: vec![format!("t{i}")],
+                    timeout: (i % 2 == 0).then_some(1.5),
+                    ..EnqueueRequest::new("k")
+                };
+                if i == 7 || i == 33 {
+                    request.unique_key = Some("same".into());
+                    request.unique_for = Some(60.0);
+                }
+                if i == 18 {
+                    request.backoff = Some(Backoff::Fixed { delay: -0.0 });
+                    request.delay = Some(30.0);
+                }
+                new_job(request, t0())
+            })
+            .collect();
+        let outcomes = enqueue(&conn, &jobs).unwrap();
+        assert_eq!(outcomes.len(), jobs.len());
+        for (i, (job, outcome)) in jobs.iter().zip(&outcomes).enumerate() {
+            if i == 33 {
+                assert_eq!((outcome.id, outcome.created), (jobs[7].id, false));
+                assert!(matches!(get(&conn, job.id), Err(StoreError::NotFound(_))));
+                continue;
+            }
+            assert_eq!(
+                (outcome.id, outcome.state, outcome.created),
+                (job.id, job.state, true)
+            );
+            let stored = get(&conn, job.id).unwrap();
+            let args: Value = serde_json::from_str(&job.args).unwrap();
+            assert_eq!(
+                (&stored.queue, &stored.kind, &stored.args, stored.state),
+                (&job.queue, &job.kind, &args, job.state)
+            );
+            assert_eq!(
+                (
+                    stored.priority,
+                    stored.max_attempts,
+                    &stored.backoff,
+                    stored.timeout
+                ),
+                (job.priority, job.max_attempts, &job.backoff, job.timeout)
+            );
+            assert_eq!(
+                (
+                    &stored.unique_key,
+                    stored.unique_for,
+                    stored.retention,
+                    &stored.tags
+                ),
+                (&job.unique_key, job.unique_for, job.retention, &job.tags)
+            );
+            assert_eq!(
+                (stored.created_at, stored.run_at),
+                (job.created_at, job.run_at)
+            );
+        }
+        let backoff: String = conn
+            .query_row(
+                "SELECT backoff FROM jobs WHERE id = ?1",
+                [jobs[18].id.to_string()],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(backoff, serde_json::to_string(&jobs[18].backoff).unwrap());
+    }
+
+    fn queued_at(conn: &Connection, priority: i32, seconds: i64) {
+        let job = new_job(
+            EnqueueRequest {
+                priority: Some(priority),
+                ..EnqueueRequest::new("a")
+            },
+            t0() + Duration::seconds(seconds),
+        );
+        enqueue(conn, &[job]).unwrap();
+    }
+
+    #[test]
+    fn oldest_ready_looks_at_every_priority() {
+        let conn = store();
+        assert_eq!(oldest_ready(&conn, "default").unwrap(), None);
+        queued_at(&conn, 5, 30);
+        queued_at(&conn, 5, 10);
+        queued_at(&conn, -3, 20);
+        queued_at(&conn, 0, 40);
+        queued_at(&conn, i32::MIN, 7);
+        queued_at(&conn, i32::MAX, 8);
+        let expected = to_ms(t0() + Duration::seconds(7));
+        assert_eq!(oldest_ready(&conn, "default").unwrap(), Some(expected));
+        assert_eq!(oldest_ready(&conn, "other").unwrap(), None);
+    }
+
+    #[test]
+    fn oldest_ready_past_the_level_limit() {
+        let conn = store();
+        let levels = OLDEST_READY_LEVELS as i32 + 5;
+        for priority in 0..levels {
+            queued_at(&conn, priority, 100 - i64::from(priority));
+        }
+        let oldest = to_ms(t0() + Duration::seconds(100 - i64::from(levels - 1)));
+        assert_eq!(oldest_ready(&conn, "default").unwrap(), Some(oldest));
     }
 }

@@ -20,8 +20,17 @@ const MAX_BATCH: usize = 512;
 /// Delivers an operation's outcome once the batch's commit result is known.
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
+/// Called once the batch's commit succeeded, before any fsync.
+type Committed = Box<dyn FnOnce() + Send>;
+
+/// What is left to do for an operation once it ran inside the batch's transaction.
+pub(crate) struct Ran {
+    committed: Option<Committed>,
+    reply: Reply,
+}
+
 /// Runs an operation inside the batch's transaction.
-type Run = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Run = Box<dyn FnOnce(&Connection) -> Ran + Send>;
 
 /// One write: runs inside the batch's transaction and returns how to deliver its outcome once
 /// the commit is known.
@@ -37,9 +46,38 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
+    build(durable, f, |_| None)
+}
+
+/// Like [`op`], and `on_commit` gets a copy of the result as soon as the write is committed,
+/// which under `--sync full` is before the reply (that waits for the fsync).
+pub(crate) fn op_with_commit_hook<T, F, H>(
+    durable: bool,
+    f: F,
+    on_commit: H,
+) -> (Op, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Clone + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    H: FnOnce(T) + Send + 'static,
+{
+    build(durable, f, move |value: &T| {
+        let value = value.clone();
+        let committed: Committed = Box::new(move || on_commit(value));
+        Some(committed)
+    })
+}
+
+fn build<T, F, H>(durable: bool, f: F, hook: H) -> (Op, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    H: FnOnce(&T) -> Option<Committed> + Send + 'static,
+{
     let (tx, rx) = oneshot::channel();
     let run = Box::new(move |conn: &Connection| {
         let outcome = in_savepoint(conn, f);
+        let committed = outcome.as_ref().ok().and_then(hook);
         let reply: Reply = Box::new(move |commit_error: Option<&StoreError>| {
             let outcome = match commit_error {
                 Some(error) => Err(StoreError::Backend(error.to_string())),
@@ -48,7 +86,7 @@ where
             // The caller may have given up waiting; its loss.
             let _ = tx.send(outcome);
         });
-        reply
+        Ran { committed, reply }
     });
     (Op { durable, run }, rx)
 }
@@ -121,13 +159,17 @@ fn commit_batch(conn: &Connection, batch: Vec<Op>, syncer: Option<&mpsc::Sender<
     metrics::histogram!("errands_store_commit_seconds").record(started.elapsed().as_secs_f64());
     if let Err(error) = commit {
         let _ = conn.execute_batch("ROLLBACK");
-        for (_, reply) in ran {
-            reply(Some(&error));
+        for (_, ran) in ran {
+            (ran.reply)(Some(&error));
         }
         return;
     }
     let mut to_sync = Vec::new();
-    for (durable, reply) in ran {
+    for (durable, ran) in ran {
+        if let Some(committed) = ran.committed {
+            committed();
+        }
+        let reply = ran.reply;
         match syncer {
             Some(_) if durable => to_sync.push(reply),
             // Worker reports (claims, completions) act once committed: a crash before the
