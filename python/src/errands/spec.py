@@ -114,11 +114,14 @@ class Backoff:
     def to_json(self) -> dict[str, Any]:
         """The protocol's JSON object for this policy."""
         out: dict[str, Any] = {"type": self.type}
-        for f in fields(self)[1:]:
-            v = getattr(self, f.name)
+        for name in _BACKOFF_FIELDS:
+            v = getattr(self, name)
             if v is not None:
-                out[f.name] = v
+                out[name] = v
         return out
+
+
+_BACKOFF_FIELDS = tuple(f.name for f in fields(Backoff))[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +164,8 @@ class JobSpec:
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give delay or run_at, not both")
         body: dict[str, Any] = {"kind": self.kind}
-        for f in fields(self)[1:]:
-            v = getattr(self, f.name)
+        for name in _SPEC_FIELDS[1:]:
+            v = getattr(self, name)
             if v is None:
                 continue
             if isinstance(v, Backoff):
@@ -171,8 +174,22 @@ class JobSpec:
                 v = format_time(v)
             elif isinstance(v, tuple):
                 v = list(v)
-            body[f.name] = v
+            body[name] = v
         return body
+
+    def _with_args(self, args: Any) -> JobSpec:
+        """A copy with ``args`` replaced: ``dataclasses.replace(spec, args=args)``, but faster.
+
+        (It is on the path of every ``task.spec(...)``, so of batch enqueues.)
+        """
+        new = object.__new__(type(self))
+        for name in _SPEC_FIELDS:
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "args", args)
+        return new
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(JobSpec))
 
 
 _DURATIONS = ("delay", "timeout", "unique_for", "retention")

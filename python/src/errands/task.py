@@ -87,7 +87,7 @@ class Enqueuer(Generic[P, R]):
         Raises:
             SerializationError: an argument is not JSON-serialisable.
         """
-        return replace(self._template, args=encode_args(self.kind, args, kwargs))
+        return self._template._with_args(encode_args(self.kind, args, kwargs))
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue one job with these arguments and return its handle.
