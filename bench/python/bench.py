@@ -49,7 +49,23 @@ def venv_python(name: str) -> Path:
         print(f"creating venv for {name} ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *PACKAGES[name]], check=True
+            [str(python), "-m", "pip", "install", "--quiet", *PACKAGES[name]],
+            check=True,
+        )
+    elif name == "errands":
+        # The SDK is this repository's: measure the code checked out now, not the venv's copy.
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--force-reinstall",
+                str(ROOT / "python"),
+            ],
+            check=True,
         )
     return python
 
@@ -60,7 +76,9 @@ def server_binary() -> str:
         return configured
     binary = ROOT / "target" / "release" / "errands"
     if not binary.exists():
-        subprocess.run(["cargo", "build", "--release", "-p", "errands"], cwd=ROOT, check=True)
+        subprocess.run(
+            ["cargo", "build", "--release", "-p", "errands"], cwd=ROOT, check=True
+        )
     return str(binary)
 
 
@@ -77,7 +95,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [server_binary(), "serve", "--listen", f"127.0.0.1:{self.port}", *store_args],
+            [
+                server_binary(),
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                *store_args,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -96,11 +120,21 @@ class Server:
         self.proc.wait(10)
 
 
-def run_phase(system: str, phase: str, jobs: int, concurrency: int, env: dict[str, str]) -> float:
+def run_phase(
+    system: str, phase: str, jobs: int, concurrency: int, env: dict[str, str]
+) -> float:
     script = "sys_errands.py" if system.startswith("errands") else f"sys_{system}.py"
     python = venv_python(system.split(" ")[0])
     done = subprocess.run(
-        [str(python), script, phase, "--jobs", str(jobs), "--concurrency", str(concurrency)],
+        [
+            str(python),
+            script,
+            phase,
+            "--jobs",
+            str(jobs),
+            "--concurrency",
+            str(concurrency),
+        ],
         cwd=HERE,
         env={**os.environ, **env},
         capture_output=True,
@@ -149,7 +183,9 @@ def main() -> None:
     for system in a.systems.split(","):
         results[system] = {}
         for phase in PHASES:
-            seconds = min(run_fresh(system, phase, a.jobs, a.concurrency) for _ in range(a.repeat))
+            seconds = min(
+                run_fresh(system, phase, a.jobs, a.concurrency) for _ in range(a.repeat)
+            )
             results[system][phase] = seconds
             print(f"{system:15} {phase:14} {seconds:8.3f} s", file=sys.stderr)
 
@@ -172,7 +208,9 @@ def main() -> None:
                 continue
             cells = [f"{r[p] / base[p]:.2f}x" for p in PHASES]
             print(f"{system:16}" + "".join(f"{c:>22}" for c in cells))
-    print("\n* errands: POST /v1/jobs/batch (10,000 per request); Taskiq and arq have no batch")
+    print(
+        "\n* errands: POST /v1/jobs/batch (10,000 per request); Taskiq and arq have no batch"
+    )
     print("  API, so they run 1,000 enqueue calls concurrently at a time.")
 
 
