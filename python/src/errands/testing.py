@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -136,35 +137,52 @@ def _start(
 ) -> ServerHandle:
     env = dict(os.environ)
     env.pop("ERRANDS_TOKEN", None)  # the server reads it too; only --token decides here
-    for _ in range(3):  # the free port can be taken between probing and binding: try another
-        listen = port or _free_port()
-        log = tempfile.NamedTemporaryFile(prefix="errands-server-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
-        cmd = [binary, "serve", "--memory", "--listen", f"127.0.0.1:{listen}", *args]
-        if token:
-            cmd += ["--token", token]
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
-        handle = ServerHandle(f"http://127.0.0.1:{listen}", token, proc, Path(log.name), log)
-        deadline = time.monotonic() + timeout
-        pause = 0.01
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(handle.url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return handle
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
-        output = handle.logs()
-        handle.stop()
-        if port is None and proc.returncode is not None and "in use" in output.lower():
-            continue
-        raise RuntimeError(
-            f"errands server did not become healthy ({' '.join(cmd)}):\n{output[-4000:]}"
-        )
-    raise RuntimeError("could not find a free port for the errands server")
+    # The line that names the bound address is logged at info level; keep it visible.
+    env["RUST_LOG"] = f"{env['RUST_LOG']},errands::serve=info" if env.get("RUST_LOG") else "info"
+    log = tempfile.NamedTemporaryFile(prefix="errands-server-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
+    # Port 0 lets the system pick a free port, and the server logs which. Probing for a free
+    # port here and passing it on would race with other servers starting at the same moment
+    # (another test's server could take it, and answer our health check).
+    cmd = [binary, "serve", "--memory", "--listen", f"127.0.0.1:{port or 0}", *args]
+    if token:
+        cmd += ["--token", token]
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+    )
+    handle = ServerHandle("", token, proc, Path(log.name), log)
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while proc.poll() is None and time.monotonic() < deadline:
+        url = _listening_url(handle.logs())
+        if url is not None and _healthy(url):
+            handle.url = url
+            return handle
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+    output = handle.logs()
+    handle.stop()
+    raise RuntimeError(
+        f"errands server did not become healthy ({' '.join(cmd)}):\n{output[-4000:]}"
+    )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LISTENING = re.compile(r"errands serving listen=(\S+)")
+
+
+def _listening_url(log: str) -> str | None:
+    """The server's base URL, once its log says where it listens."""
+    found = _LISTENING.search(_ANSI.sub("", log))
+    return f"http://{found.group(1)}" if found else None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+            status: int = resp.status
+    except (urllib.error.URLError, OSError):
+        return False
+    return status == 200
 
 
 @contextlib.contextmanager
