@@ -17,6 +17,9 @@ echo "== cargo build"
 cargo build --release --workspace --all-targets
 export ERRANDS_BIN="$target/release/errands"
 
+echo "== the README's server command resolves to the server"
+cargo run --release -q -- serve --help | grep -q -- "--listen"
+
 echo "== cargo test"
 cargo test --release --workspace
 
