@@ -396,7 +396,12 @@ impl Session {
             }
         };
         // Progress events name the job's queue and kind; read them before the job is released.
-        let labels = self.running.get(&id).cloned().unwrap_or_default();
+        // Completions and failures do not need them, so they pay no copy.
+        let labels = if finishes {
+            None
+        } else {
+            self.running.get(&id).cloned()
+        };
         ReportWrite {
             id,
             finishes,
@@ -411,8 +416,8 @@ struct ReportWrite {
     id: JobId,
     /// Whether it ends the worker's hold on the job (complete or fail).
     finishes: bool,
-    /// The job's queue and kind.
-    labels: (String, String),
+    /// The job's queue and kind, for a progress report.
+    labels: Option<(String, String)>,
     report: WorkerMessage,
 }
 
@@ -432,7 +437,11 @@ impl ReportWrite {
                 .await
                 .map(|_| ()),
             WorkerMessage::Progress { id, progress } => {
-                let (queue, kind) = &self.labels;
+                let (queue, kind) = self
+                    .labels
+                    .as_ref()
+                    .map(|(queue, kind)| (queue.as_str(), kind.as_str()))
+                    .unwrap_or_default();
                 engine
                     .progress(worker_id, id, (queue, kind), progress)
                     .await

@@ -169,20 +169,21 @@ fn commit_batch(conn: &Connection, batch: Vec<Op>, syncer: Option<&mpsc::Sender<
         if let Some(committed) = ran.committed {
             committed();
         }
-        let reply = ran.reply;
-        match syncer {
-            Some(_) if durable => to_sync.push(reply),
+        if durable && syncer.is_some() {
+            to_sync.push(ran.reply);
+        } else {
             // Worker reports (claims, completions) act once committed: a crash before the
             // next fsync returns their jobs to the queue, which is what a lost worker does.
-            _ => reply(None),
+            (ran.reply)(None);
         }
     }
-    if let (Some(syncer), false) = (syncer, to_sync.is_empty()) {
-        if let Err(mpsc::SendError(replies)) = syncer.send(to_sync) {
-            let error = StoreError::Backend("the fsync thread is gone".into());
-            for reply in replies {
-                reply(Some(&error));
-            }
+    let Some(syncer) = syncer.filter(|_| !to_sync.is_empty()) else {
+        return;
+    };
+    if let Err(mpsc::SendError(replies)) = syncer.send(to_sync) {
+        let error = StoreError::Backend("the fsync thread is gone".into());
+        for reply in replies {
+            reply(Some(&error));
         }
     }
 }
