@@ -70,7 +70,8 @@ impl Frame {
 
 /// Opens the worker socket at `url` (`ws://host:port/v1/worker`).
 pub async fn connect(url: &str) -> Result<Socket> {
-    let (socket, _) = tokio_tungstenite::connect_async(url)
+    // Without Nagle's algorithm, like the SDK: each batch of completions goes out at once.
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .with_context(|| format!("connecting to {url}"))?;
     Ok(socket)

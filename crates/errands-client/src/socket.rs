@@ -22,7 +22,9 @@ pub(crate) async fn connect(client: &Client, path: &str) -> Result<Socket, Error
             .map_err(|e| Error::Connection(e.to_string()))?;
         request.headers_mut().insert("authorization", value);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request)
+    // Nagle's algorithm would hold a small report written while an earlier one is still
+    // unacknowledged until the server's delayed ACK, up to 40 ms.
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(response)

@@ -11,9 +11,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::{Listener, ListenerExt};
 use errands_core::{Clock, Limits};
 use errands_store::Store;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 pub use engine::Engine;
 pub use error::EngineError;
@@ -50,7 +51,7 @@ pub async fn serve(
 ) -> Result<(), EngineError> {
     let (engine, app) = build(store, clock, config).await?;
     let maintenance = tokio::spawn(engine::run_maintenance_loop(engine.clone()));
-    let served = axum::serve(listener, app)
+    let served = axum::serve(without_nagle(listener), app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Worker sockets would hold the graceful shutdown open forever: close them.
@@ -59,6 +60,17 @@ pub async fn serve(
         .await;
     maintenance.abort();
     Ok(served?)
+}
+
+/// Sends every write at once. With Nagle's algorithm a small frame written while an earlier
+/// one is unacknowledged waits for the ACK, which a peer delaying its ACKs holds for up to
+/// 40 ms: a job pushed right after the welcome, or a second job after the first, sat there.
+fn without_nagle(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+        }
+    })
 }
 
 /// The engine and the router over it.
@@ -105,7 +117,7 @@ impl RunningServer {
         let (engine, app) = build(store, clock, config).await?;
         let maintenance = tokio::spawn(engine::run_maintenance_loop(engine.clone()));
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
+            if let Err(error) = axum::serve(without_nagle(listener), app).await {
                 tracing::error!(%error, "server stopped");
             }
         });
