@@ -20,6 +20,7 @@ pub async fn run_all<S: Store, F: Fn() -> S>(make: F) {
     failures_retry_then_die(&make()).await;
     refused_retry_is_dead(&make()).await;
     lost_worker_requeues(&make()).await;
+    unclaimed_jobs_return_unattempted(&make()).await;
     orphans_after_restart_requeue(&make()).await;
     deadlines_expire(&make()).await;
     scheduled_jobs_are_promoted_when_due(&make()).await;
@@ -315,6 +316,54 @@ async fn lost_worker_requeues(store: &impl Store) {
         store.get(theirs).await.expect("get").state,
         JobState::Running
     );
+}
+
+async fn unclaimed_jobs_return_unattempted(store: &impl Store) {
+    let first = add(store, job("a"), t0()).await;
+    let second = add(store, job("b"), t0()).await;
+    let elsewhere = add(store, job("c"), t0()).await;
+    assert_eq!(
+        claim(store, &["default"], 2, "w", t0()).await,
+        [first, second]
+    );
+    claim(store, &["default"], 1, "other", t0()).await;
+    store.cancel(second, t0()).await.expect("cancel");
+
+    // Only jobs still leased to this worker move; the cancelled one and another worker's stay.
+    let moved = store
+        .unclaim("w", vec![first, second, elsewhere])
+        .await
+        .expect("unclaim");
+    assert_eq!(moved.iter().map(|m| m.id).collect::<Vec<_>>(), [first]);
+    assert_eq!(moved[0].attempt, 0);
+    let back = store.get(first).await.expect("get");
+    assert_eq!(back.state, JobState::Queued);
+    assert_eq!(back.attempt, 0);
+    assert!(back.errors.is_empty());
+    assert_eq!(back.worker_id, None);
+    assert_eq!(
+        store.get(second).await.expect("get").state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        store.get(elsewhere).await.expect("get").state,
+        JobState::Running
+    );
+
+    // It keeps its place in line and is claimed again as attempt 1.
+    let again = store
+        .claim(
+            ClaimRequest {
+                queues: vec!["default".into()],
+                limit: 1,
+                worker_id: "w".into(),
+            },
+            t0(),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(again[0].id, first);
+    assert_eq!(again[0].attempt, 1);
 }
 
 async fn orphans_after_restart_requeue(store: &impl Store) {

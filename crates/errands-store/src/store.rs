@@ -215,6 +215,12 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError>;
 
+    /// Puts jobs leased to `worker_id` that it never received back in their queues, as if
+    /// they had never been claimed: no attempt is counted and no error recorded. Jobs no longer
+    /// leased to that worker (cancelled or timed out meanwhile) are left alone. Returns the
+    /// jobs moved.
+    async fn unclaim(&self, worker_id: &str, ids: Vec<JobId>) -> Result<Vec<MovedJob>, StoreError>;
+
     /// Marks a job the worker holds as completed.
     async fn complete(
         &self,

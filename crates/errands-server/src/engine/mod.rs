@@ -266,14 +266,16 @@ impl Engine {
         self.queue(queue).await
     }
 
-    fn is_paused(&self, queue: &str) -> bool {
+    /// Whether `queue` is paused.
+    pub fn is_paused(&self, queue: &str) -> bool {
         self.paused
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(queue)
     }
 
-    /// Leases up to `limit` jobs from `queues` (in the order given, skipping paused ones).
+    /// Leases up to `limit` jobs from `queues` (in the order given, skipping paused ones). The
+    /// caller calls [`Engine::started`] for each when it sends it to the worker.
     pub async fn claim(
         &self,
         worker_id: &str,
@@ -290,14 +292,33 @@ impl Engine {
             worker_id: worker_id.to_owned(),
         };
         let jobs = self.store.claim(request, self.now()).await?;
-        for job in &jobs {
-            telemetry::started(job);
-            self.publish_job(job);
-        }
         if jobs.iter().any(|job| job.deadline.is_some()) {
             self.maintenance.notify_one();
         }
         Ok(jobs)
+    }
+
+    /// A claimed job was sent to its worker: it has started.
+    pub fn started(&self, job: &Job) {
+        telemetry::started(job);
+        self.publish_job(job);
+    }
+
+    /// Gives jobs claimed for a worker that never received them back to their queues, without
+    /// counting an attempt, and wakes those queues.
+    pub async fn unclaim(&self, worker_id: &str, ids: Vec<JobId>) -> Result<(), EngineError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let moved = self.store.unclaim(worker_id, ids).await?;
+        let mut queues = HashSet::new();
+        for job in &moved {
+            queues.insert(job.queue.as_str());
+        }
+        for queue in queues {
+            self.signals.notify(queue);
+        }
+        Ok(())
     }
 
     /// A worker finished a job.

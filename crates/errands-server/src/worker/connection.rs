@@ -11,12 +11,14 @@ use errands_core::protocol::{
 };
 use errands_core::{Job, JobId};
 use errands_store::StoreError;
-use futures_util::future::{join_all, select_all};
+use futures_util::future::{select_all, OptionFuture};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{interval, timeout, Instant, MissedTickBehavior};
+use tokio::time::{interval, sleep_until, timeout, Instant, MissedTickBehavior};
 
+use super::batch::{self, ClaimOrder, Claimed, InFlight, ReportWrite, Round};
+use super::prefetch::Prefetch;
 use super::queue_order::QueueOrder;
 use crate::engine::{Engine, ToWorker, WorkerInfo, WorkerStatus};
 use crate::error::EngineError;
@@ -72,7 +74,12 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     if let Err(error) = session.serve(&mut sink, &mut stream, inbox).await {
         tracing::debug!(worker_id, %error, "worker connection ended");
     }
+    session.settle().await;
     engine.workers().unregister(&worker_id);
+    // Jobs claimed ahead never reached the worker: they go back without counting an attempt.
+    if let Err(error) = engine.unclaim(&worker_id, session.prefetch.release()).await {
+        tracing::error!(worker_id, %error, "could not give back jobs held for a worker");
+    }
     match engine.worker_lost(&worker_id).await {
         Ok(released) if !released.is_empty() => {
             tracing::warn!(
@@ -133,8 +140,14 @@ struct Session {
     worker_id: String,
     queues: QueueOrder,
     capacity: usize,
-    /// Jobs this worker holds, with their queue and kind (for progress events).
-    running: HashMap<JobId, (String, String)>,
+    /// Jobs this worker holds.
+    running: HashMap<JobId, Sent>,
+    /// Jobs claimed ahead for it, sent as its slots free up.
+    prefetch: Prefetch,
+    /// Reports received and not yet written: they go with the next round.
+    pending: Vec<ReportWrite>,
+    /// The round of writes in flight, if any. One at a time, so writes keep their order.
+    in_flight: Option<InFlight>,
     signals: Vec<watch::Receiver<u64>>,
     /// Set when a claim might find something: at start, when room frees up, when a queue
     /// signals. Cleared when a claim comes back short, so idle workers cost no queries.
@@ -158,6 +171,9 @@ impl Session {
             queues,
             capacity: hello.capacity as usize,
             running: HashMap::new(),
+            prefetch: Prefetch::default(),
+            pending: Vec::new(),
+            in_flight: None,
             signals,
             want_claim: true,
             last_heard: Instant::now(),
@@ -179,6 +195,13 @@ impl Session {
         self.capacity.saturating_sub(self.running.len())
     }
 
+    /// How many jobs a claim should ask for: the free slots held jobs cannot fill, and room
+    /// to hold more ahead.
+    fn wanted(&self) -> usize {
+        let free = self.free().saturating_sub(self.prefetch.len());
+        free + self.prefetch.room(self.capacity)
+    }
+
     async fn serve(
         &mut self,
         sink: &mut Sink,
@@ -195,14 +218,25 @@ impl Session {
         let mut ping = interval(PING_EVERY);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            self.push_jobs(sink).await?;
-            let idle = self.free() > 0 && !self.want_claim;
+            if self.in_flight.is_none() {
+                self.start_round();
+            }
+            let idle = self.wanted() > 0 && !self.want_claim;
+            let hold_expiry = self.prefetch.expires_at();
             tokio::select! {
+                // First the round in flight: a cancel that follows a claim must find its job.
+                biased;
+                round = OptionFuture::from(self.in_flight.as_mut()), if self.in_flight.is_some() => {
+                    self.in_flight = None;
+                    if let Some(round) = round {
+                        self.finish_round(sink, round).await?;
+                    }
+                }
                 frame = stream.next() => {
                     let frame = frame.ok_or(SessionEnd::Closed)??;
                     self.last_heard = Instant::now();
                     let mut frames = vec![frame];
-                    // Take every frame already waiting, so their writes share one commit.
+                    // Take every frame already waiting, so their writes share one round.
                     while let Some(Some(Ok(more))) = stream.next().now_or_never() {
                         frames.push(more);
                     }
@@ -212,6 +246,9 @@ impl Session {
                 Some(command) = inbox.recv() => self.handle_command(sink, command).await?,
                 _ = any_changed(&mut self.signals), if idle => self.want_claim = true,
                 _ = self.engine.closed() => return Err(SessionEnd::ServerClosing),
+                _ = sleep_until(hold_expiry.unwrap_or_else(Instant::now)), if hold_expiry.is_some() => {
+                    self.give_back_held().await?;
+                }
                 _ = ping.tick() => {
                     let silent = self.last_heard.elapsed();
                     if silent > SILENCE_LIMIT {
@@ -223,42 +260,124 @@ impl Session {
         }
     }
 
-    /// Claims jobs up to the free capacity and sends them.
-    async fn push_jobs(&mut self, sink: &mut Sink) -> Result<(), SessionEnd> {
-        let jobs = self.claim().await?;
-        self.send_jobs(sink, jobs).await
+    /// Starts a round of writes with the pending reports and, if it might find jobs, a claim.
+    fn start_round(&mut self) {
+        let claim = self.claim_order();
+        if self.pending.is_empty() && claim.is_none() {
+            return;
+        }
+        let reports = std::mem::take(&mut self.pending);
+        let round = batch::start(self.engine.clone(), self.worker_id.clone(), reports, claim);
+        self.in_flight = Some(round);
     }
 
-    /// Claims jobs up to the free capacity (none if the claim would find nothing).
-    async fn claim(&mut self) -> Result<Vec<Job>, EngineError> {
-        let wanted = self.free();
+    /// What to claim now, if anything.
+    fn claim_order(&mut self) -> Option<ClaimOrder> {
+        let wanted = self.wanted();
         if !self.want_claim || wanted == 0 {
-            return Ok(Vec::new());
+            return None;
         }
+        // Seen now: a queue that signals after this wakes the connection again.
         for signal in &mut self.signals {
             signal.borrow_and_update();
         }
-        let order = self.queues.next(&mut rand::rng());
-        let jobs = self.engine.claim(&self.worker_id, order, wanted).await?;
-        if jobs.len() < wanted {
-            self.want_claim = false;
-        }
-        Ok(jobs)
+        let queues = self.queues.next(&mut rand::rng());
+        Some(ClaimOrder { queues, wanted })
     }
 
-    /// Records claimed jobs as held by this worker and pushes them to it.
-    async fn send_jobs(&mut self, sink: &mut Sink, jobs: Vec<Job>) -> Result<(), SessionEnd> {
-        if jobs.is_empty() {
-            return Ok(());
+    /// Reports what failed in a round and sends or holds the jobs it claimed.
+    async fn finish_round(&mut self, sink: &mut Sink, round: Round) -> Result<(), SessionEnd> {
+        for (id, outcome) in round.outcomes {
+            match outcome {
+                Ok(()) => {}
+                Err(EngineError::Store(StoreError::Backend(message))) => {
+                    return Err(SessionEnd::Engine(EngineError::Store(StoreError::Backend(
+                        message,
+                    ))))
+                }
+                Err(error) => send(sink, &error_message(error.to_string(), Some(id))).await?,
+            }
         }
-        for job in jobs {
-            self.running
-                .insert(job.id, (job.queue.clone(), job.kind.clone()));
+        let Some(claimed) = round.claimed else {
+            return Ok(());
+        };
+        let jobs = claimed.jobs?;
+        if jobs.len() < claimed.wanted {
+            self.want_claim = false;
+        }
+        self.send_jobs(sink, jobs).await
+    }
+
+    /// Waits for the round in flight and writes the reports still pending, without claiming:
+    /// reports that arrived before the connection ended still count.
+    async fn settle(&mut self) {
+        if let Some(round) = self.in_flight.take() {
+            let round = round.await;
+            self.log_failures(&round.outcomes);
+            if let Some(Claimed { jobs: Ok(jobs), .. }) = round.claimed {
+                let now = Instant::now();
+                for job in jobs {
+                    self.prefetch.hold(job, now);
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            let reports = std::mem::take(&mut self.pending);
+            let round = batch::start(self.engine.clone(), self.worker_id.clone(), reports, None);
+            let round = round.await;
+            self.log_failures(&round.outcomes);
+        }
+    }
+
+    fn log_failures(&self, outcomes: &[(JobId, Result<(), EngineError>)]) {
+        for (id, outcome) in outcomes {
+            if let Err(error) = outcome {
+                tracing::debug!(worker_id = self.worker_id, %id, %error, "report not applied");
+            }
+        }
+    }
+
+    /// Fills the worker's free slots, with held jobs first and then `claimed` ones, and holds
+    /// the claimed jobs that do not fit.
+    async fn send_jobs(&mut self, sink: &mut Sink, claimed: Vec<Job>) -> Result<(), SessionEnd> {
+        let claimed_at = Instant::now();
+        let mut claimed = claimed.into_iter();
+        let mut sent = 0;
+        // Jobs of a queue paused since they were claimed go back instead.
+        let mut paused = Vec::new();
+        while self.free() > 0 {
+            let Some(job) = self.prefetch.next().or_else(|| claimed.next()) else {
+                break;
+            };
+            if self.engine.is_paused(&job.queue) {
+                paused.push(job.id);
+                continue;
+            }
+            self.engine.started(&job);
+            self.running.insert(job.id, Sent::new(&job));
             let text = to_text(&ServerMessage::Job(delivery(job)));
             sink.feed(Message::Text(text.into())).await?;
+            sent += 1;
         }
-        sink.flush().await?;
-        self.update_status(false);
+        for job in claimed {
+            self.prefetch.hold(job, claimed_at);
+        }
+        if sent > 0 {
+            sink.flush().await?;
+            self.update_status(false);
+        }
+        self.engine.unclaim(&self.worker_id, paused).await?;
+        Ok(())
+    }
+
+    /// Gives every held job back to its queue: they waited too long for a free slot, or the
+    /// worker's capacity changed.
+    async fn give_back_held(&mut self) -> Result<(), EngineError> {
+        let held = self.prefetch.release();
+        if !held.is_empty() {
+            self.engine.unclaim(&self.worker_id, held).await?;
+            self.want_claim = true;
+        }
         Ok(())
     }
 
@@ -273,23 +392,28 @@ impl Session {
                     self.want_claim = true;
                     self.update_status(false);
                     send(sink, &ServerMessage::Cancel { id, reason }).await?;
+                } else if self.prefetch.forget(id) {
+                    // Held, never sent: there is nothing for the worker to abort.
+                    self.want_claim = true;
                 }
             }
         }
         Ok(())
     }
 
+    /// Takes in the worker's frames: answers bad ones, queues its reports for the next round
+    /// and, for every job they finish, sends a held job at once.
     async fn handle_frames(
         &mut self,
         sink: &mut Sink,
         frames: Vec<Message>,
     ) -> Result<(), SessionEnd> {
-        let mut reports = Vec::new();
+        let mut messages = Vec::new();
         let mut closed = false;
         for frame in frames {
             match frame {
                 Message::Text(text) => match parse_worker_frame(&text) {
-                    Ok(messages) => reports.extend(messages),
+                    Ok(parsed) => messages.extend(parsed),
                     Err(error) => {
                         send(
                             sink,
@@ -310,145 +434,78 @@ impl Session {
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }
-        let mut job_reports = Vec::new();
-        for report in reports {
-            match report {
-                WorkerMessage::Hello(_) => {
-                    send(
-                        sink,
-                        &error_message("hello was already received".into(), None),
-                    )
-                    .await?
-                }
-                WorkerMessage::Capacity { capacity } if capacity > MAX_CAPACITY => {
-                    let message = format!("capacity must be at most {MAX_CAPACITY}");
-                    send(sink, &error_message(message, None)).await?
-                }
-                WorkerMessage::Capacity { capacity } => {
-                    self.capacity = capacity as usize;
-                    self.want_claim = true;
-                }
-                WorkerMessage::Progress { id, .. }
-                | WorkerMessage::Complete { id, .. }
-                | WorkerMessage::Fail { id, .. }
-                    if !self.running.contains_key(&id) =>
-                {
-                    let message = format!("job {id} is not leased to this worker");
-                    send(sink, &error_message(message, Some(id))).await?
-                }
-                report => job_reports.push(report),
-            }
+        for message in messages {
+            self.take_message(sink, message).await?;
         }
-        self.apply_reports(sink, job_reports).await?;
+        self.send_jobs(sink, Vec::new()).await?;
         if closed {
             return Err(SessionEnd::Closed);
         }
         Ok(())
     }
 
-    /// Applies reports, and claims jobs for the slots they free, concurrently: all of it lands
-    /// in one group commit instead of one commit for the reports and another for the claim.
-    async fn apply_reports(
+    async fn take_message(
         &mut self,
         sink: &mut Sink,
-        reports: Vec<WorkerMessage>,
+        message: WorkerMessage,
     ) -> Result<(), SessionEnd> {
-        let writes: Vec<_> = reports
-            .into_iter()
-            .map(|report| self.report_write(report))
-            .collect();
-        // Whatever the outcome, the worker no longer holds a job it completed or failed: it
-        // finished, or it had been taken away. So the freed slots can be refilled right now.
-        for write in &writes {
-            if write.finishes && self.running.remove(&write.id).is_some() {
+        let (id, finishes) = match &message {
+            WorkerMessage::Hello(_) => {
+                let reply = error_message("hello was already received".into(), None);
+                return Ok(send(sink, &reply).await?);
+            }
+            WorkerMessage::Capacity { capacity } if *capacity > MAX_CAPACITY => {
+                let reply = error_message(format!("capacity must be at most {MAX_CAPACITY}"), None);
+                return Ok(send(sink, &reply).await?);
+            }
+            WorkerMessage::Capacity { capacity } => {
+                self.capacity = *capacity as usize;
                 self.want_claim = true;
+                // A worker lowering its capacity may be shutting down: what is held for it is
+                // better off with another worker.
+                self.give_back_held().await?;
+                return Ok(());
             }
-        }
-        let engine = self.engine.clone();
-        let worker_id = self.worker_id.clone();
-        let applied = join_all(
-            writes
-                .into_iter()
-                .map(|write| write.apply(&engine, &worker_id)),
-        );
-        let (outcomes, claimed) = tokio::join!(applied, self.claim());
-        for (id, outcome) in outcomes {
-            match outcome {
-                Ok(()) => {}
-                Err(EngineError::Store(StoreError::Backend(message))) => {
-                    return Err(SessionEnd::Engine(EngineError::Store(StoreError::Backend(
-                        message,
-                    ))))
-                }
-                Err(error) => send(sink, &error_message(error.to_string(), Some(id))).await?,
-            }
-        }
-        self.send_jobs(sink, claimed?).await
-    }
-
-    /// Pairs a report with what the store needs to apply it.
-    fn report_write(&self, report: WorkerMessage) -> ReportWrite {
-        let (id, finishes) = match &report {
             WorkerMessage::Complete { id, .. } | WorkerMessage::Fail { id, .. } => (*id, true),
             WorkerMessage::Progress { id, .. } => (*id, false),
-            WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => {
-                unreachable!("handled before reports are applied")
-            }
         };
-        // Progress events name the job's queue and kind; read them before the job is released.
-        // Completions and failures do not need them, so they pay no copy.
-        let labels = if finishes {
-            None
-        } else {
-            self.running.get(&id).cloned()
+        let Some(sent) = self.running.get(&id) else {
+            let reply = error_message(format!("job {id} is not leased to this worker"), Some(id));
+            return Ok(send(sink, &reply).await?);
         };
-        ReportWrite {
-            id,
-            finishes,
-            labels,
-            report,
+        // Progress events name the job's queue and kind; completions and failures need no copy.
+        let labels = (!finishes).then(|| sent.labels.clone());
+        if finishes {
+            // Whatever the write's outcome, the worker no longer holds the job: it finished,
+            // or it had been taken away. So its slot can be refilled right now.
+            let elapsed = sent.at.elapsed();
+            self.running.remove(&id);
+            self.prefetch.finished(elapsed);
+            self.want_claim = true;
         }
+        self.pending.push(ReportWrite {
+            id,
+            labels,
+            report: message,
+        });
+        Ok(())
     }
 }
 
-/// One job report from the worker, ready to be written.
-struct ReportWrite {
-    id: JobId,
-    /// Whether it ends the worker's hold on the job (complete or fail).
-    finishes: bool,
-    /// The job's queue and kind, for a progress report.
-    labels: Option<(String, String)>,
-    report: WorkerMessage,
+/// A job sent to the worker.
+struct Sent {
+    /// Its queue and kind, for progress events.
+    labels: (String, String),
+    /// When it was sent.
+    at: Instant,
 }
 
-impl ReportWrite {
-    async fn apply(self, engine: &Engine, worker_id: &str) -> (JobId, Result<(), EngineError>) {
-        let outcome = match self.report {
-            WorkerMessage::Complete { id, result } => {
-                engine.complete(worker_id, id, result).await.map(|_| ())
-            }
-            WorkerMessage::Fail {
-                id,
-                error,
-                retry,
-                retry_after,
-            } => engine
-                .fail(worker_id, id, error, retry, retry_after)
-                .await
-                .map(|_| ()),
-            WorkerMessage::Progress { id, progress } => {
-                let (queue, kind) = self
-                    .labels
-                    .as_ref()
-                    .map(|(queue, kind)| (queue.as_str(), kind.as_str()))
-                    .unwrap_or_default();
-                engine
-                    .progress(worker_id, id, (queue, kind), progress)
-                    .await
-            }
-            WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => Ok(()),
-        };
-        (self.id, outcome)
+impl Sent {
+    fn new(job: &Job) -> Self {
+        Self {
+            labels: (job.queue.clone(), job.kind.clone()),
+            at: Instant::now(),
+        }
     }
 }
 

@@ -238,6 +238,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn unclaim(&self, worker_id: &str, ids: Vec<JobId>) -> Result<Vec<MovedJob>, StoreError> {
+        let worker_id = worker_id.to_owned();
+        self.write(false, move |conn| ops::unclaim(conn, &worker_id, &ids))
+            .await
+    }
+
     async fn complete(
         &self,
         id: JobId,

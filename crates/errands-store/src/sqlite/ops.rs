@@ -268,6 +268,36 @@ pub(crate) fn claim(
     Ok(claimed)
 }
 
+pub(crate) fn unclaim(
+    conn: &Connection,
+    worker_id: &str,
+    ids: &[JobId],
+) -> Result<Vec<MovedJob>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE jobs SET state = 'queued', attempt = attempt - 1, worker_id = NULL, \
+         started_at = NULL, deadline = NULL \
+         WHERE id = ?1 AND state = 'running' AND worker_id = ?2 \
+         RETURNING queue, kind, attempt",
+    )?;
+    let mut moved = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let row = statement
+            .query_row(params![id.to_string(), worker_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        if let Some((queue, kind, attempt)) = row {
+            moved.push(MovedJob {
+                id,
+                queue,
+                kind,
+                attempt,
+            });
+        }
+    }
+    Ok(moved)
+}
+
 /// The job if `worker_id` holds it, else why not.
 fn leased(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job, StoreError> {
     let job = get(conn, id)?;
