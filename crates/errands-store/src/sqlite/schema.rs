@@ -62,6 +62,9 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -65536)?;
+    // Every write runs in a savepoint, whose journal of changed pages SQLite spills to a temp
+    // file past 64 KiB: a batch enqueue wrote each page twice. Keep those journals in memory.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Room for every statement the store prepares (rusqlite keeps 16 by default), so none is
     // evicted and parsed again.
     conn.set_prepared_statement_cache_capacity(128);
