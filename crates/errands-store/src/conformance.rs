@@ -229,10 +229,21 @@ async fn complete_needs_the_lease(store: &impl Store) {
         store.complete(id, "w2", None, t0()).await,
         Err(StoreError::NotLeased(_))
     ));
-    let done = store
+    let completed = store
         .complete(id, "w1", Some(json!({"ok": 1})), t0())
         .await
         .expect("complete");
+    assert_eq!(
+        (
+            completed.id,
+            completed.queue.as_str(),
+            completed.kind.as_str()
+        ),
+        (id, "default", "a")
+    );
+    assert_eq!(completed.attempt, 1);
+    assert_eq!(completed.started_at, Some(t0()));
+    let done = store.get(id).await.expect("get");
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.result, Some(json!({"ok": 1})));
     assert_eq!(done.finished_at, Some(t0()));

@@ -11,6 +11,6 @@ mod store;
 pub use error::StoreError;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use store::{
-    ClaimRequest, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueCounts, QueueInfo,
-    ReleasedJob, Store, StoredCron,
+    ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueCounts,
+    QueueInfo, ReleasedJob, Store, StoredCron,
 };

@@ -123,6 +123,21 @@ pub struct ReleasedJob {
     pub attempt: u32,
 }
 
+/// A job its worker completed: what events and metrics need of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompletedJob {
+    /// The job.
+    pub id: JobId,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// The attempt that completed it.
+    pub attempt: u32,
+    /// When that attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
 /// A job that changed state without anyone holding it (promotion of a due job).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MovedJob {
@@ -228,7 +243,7 @@ pub trait Store: Send + Sync + 'static {
         worker_id: &str,
         result: Option<Value>,
         now: DateTime<Utc>,
-    ) -> Result<Job, StoreError>;
+    ) -> Result<CompletedJob, StoreError>;
 
     /// Records a failed attempt of a job the worker holds (stamping `error` with the attempt
     /// number) and schedules a retry or buries it.

@@ -22,7 +22,8 @@ use errands_core::{
     AttemptError, Clock, EnqueueRequest, Job, JobId, JobState, Limits, Progress, ValidationError,
 };
 use errands_store::{
-    ClaimRequest, Enqueued, JobFilter, JobPage, QueueInfo, ReleasedJob, Store, StoreError,
+    ClaimRequest, CompletedJob, Enqueued, JobFilter, JobPage, QueueInfo, ReleasedJob, Store,
+    StoreError,
 };
 use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
@@ -327,14 +328,18 @@ impl Engine {
         worker_id: &str,
         id: JobId,
         result: Option<Value>,
-    ) -> Result<Job, EngineError> {
-        let job = self
-            .store
-            .complete(id, worker_id, result, self.now())
-            .await?;
-        telemetry::finished(&job, self.now());
-        self.throughput.record(&job.queue, self.now());
-        self.publish_job(&job);
+    ) -> Result<CompletedJob, EngineError> {
+        let now = self.now();
+        let job = self.store.complete(id, worker_id, result, now).await?;
+        telemetry::completed(&job, now);
+        self.throughput.record(&job.queue, now);
+        self.publish_state(
+            job.id,
+            &job.queue,
+            &job.kind,
+            JobState::Completed,
+            job.attempt,
+        );
         Ok(job)
     }
 
@@ -358,7 +363,7 @@ impl Engine {
         };
         let cause = FailureCause::Reported { retry, retry_after };
         let job = self.store.fail(id, worker_id, attempt, cause, now).await?;
-        telemetry::finished(&job, now);
+        telemetry::attempt_failed(&job, now);
         self.publish_job(&job);
         self.wake_after_failure(&job.queue, job.state);
         Ok(job)

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use errands_core::{Job, JobState};
-use errands_store::QueueInfo;
+use errands_store::{CompletedJob, QueueInfo};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -52,16 +52,22 @@ pub fn started(job: &Job) {
     }
 }
 
-/// A job left its worker: completed, or failed and then retried or buried.
-pub fn finished(job: &Job, now: DateTime<Utc>) {
+/// A job's worker completed it.
+pub fn completed(job: &CompletedJob, now: DateTime<Utc>) {
     let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
     if let Some(started) = job.started_at {
         histogram!("errands_job_run_seconds", &labels).record(seconds_between(started, now));
     }
-    match job.state {
-        JobState::Completed => counter!("errands_jobs_completed_total", &labels).increment(1),
-        state => failed(&job.queue, &job.kind, state),
+    counter!("errands_jobs_completed_total", &labels).increment(1);
+}
+
+/// A job's worker reported a failed attempt; the job was then retried or buried.
+pub fn attempt_failed(job: &Job, now: DateTime<Utc>) {
+    let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
+    if let Some(started) = job.started_at {
+        histogram!("errands_job_run_seconds", &labels).record(seconds_between(started, now));
     }
+    failed(&job.queue, &job.kind, job.state);
 }
 
 /// An attempt failed; the job is now `state`.

@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::store::{
-    ClaimRequest, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueInfo, ReleasedJob, Store,
-    StoredCron,
+    ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueInfo,
+    ReleasedJob, Store, StoredCron,
 };
 use writer::Op;
 
@@ -141,6 +141,17 @@ impl SqliteStore {
         self.submit(op, reply).await
     }
 
+    /// Like [`Self::write`], not durable, for a worker report whose only write is one statement
+    /// and which cannot fail after it (see [`writer::statement_op`]).
+    async fn write_statement<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (op, reply) = writer::statement_op(f);
+        self.submit(op, reply).await
+    }
+
     /// Hands `op` to the writer thread and waits for its reply.
     async fn submit<T>(
         &self,
@@ -250,12 +261,10 @@ impl Store for SqliteStore {
         worker_id: &str,
         result: Option<Value>,
         now: DateTime<Utc>,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<CompletedJob, StoreError> {
         let worker_id = worker_id.to_owned();
-        self.write(false, move |conn| {
-            ops::complete(conn, id, &worker_id, result, now)
-        })
-        .await
+        self.write_statement(move |conn| ops::complete(conn, id, &worker_id, result, now))
+            .await
     }
 
     async fn fail(
@@ -281,10 +290,8 @@ impl Store for SqliteStore {
         progress: Progress,
     ) -> Result<(), StoreError> {
         let worker_id = worker_id.to_owned();
-        self.write(false, move |conn| {
-            ops::progress(conn, id, &worker_id, &progress)
-        })
-        .await
+        self.write_statement(move |conn| ops::progress(conn, id, &worker_id, &progress))
+            .await
     }
 
     async fn cancel(

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::rows::{from_ms, job_from_row, parse_id, parse_state, to_ms, JOB_COLUMNS};
 use crate::error::StoreError;
-use crate::store::{ClaimRequest, Enqueued, JobFilter, JobPage, MovedJob, QueueInfo, ReleasedJob};
+use crate::store::{
+    ClaimRequest, CompletedJob, Enqueued, JobFilter, JobPage, MovedJob, QueueInfo, ReleasedJob,
+};
 
 /// Most expired jobs deleted in one purge step, so a purge never holds the writer for long.
 pub(crate) const PURGE_CHUNK: i64 = 10_000;
@@ -314,19 +316,36 @@ pub(crate) fn complete(
     worker_id: &str,
     result: Option<Value>,
     now: DateTime<Utc>,
-) -> Result<Job, StoreError> {
+) -> Result<CompletedJob, StoreError> {
+    // One statement and nothing after it that can fail: it runs without a savepoint
+    // (writer::statement_op). So the result is encoded first, and the columns read back are
+    // ones the schema guarantees the types of.
     let result = result.map(|r| serde_json::to_string(&r)).transpose()?;
     let now_ms = to_ms(now);
-    conn.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'completed', result = ?1, finished_at = ?2, deadline = NULL, \
-         worker_id = NULL, expires_at = ?2 + CAST(retention * 1000 AS INTEGER) \
-         WHERE id = ?3 AND state = 'running' AND worker_id = ?4 RETURNING {JOB_COLUMNS}"
-    ))?
-    .query_row(params![result, now_ms, id.to_string(), worker_id], |row| {
-        Ok(job_from_row(row))
+    let (queue, kind, attempt, started_at) = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'completed', result = ?1, finished_at = ?2, deadline = NULL, \
+             worker_id = NULL, expires_at = ?2 + CAST(retention * 1000 AS INTEGER) \
+             WHERE id = ?3 AND state = 'running' AND worker_id = ?4 \
+             RETURNING queue, kind, attempt, started_at",
+        )?
+        .query_row(params![result, now_ms, id.to_string(), worker_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, Option<i64>>(3)?,
+            ))
+        })
+        .optional()?
+        .ok_or(StoreError::NotLeased(id))?;
+    Ok(CompletedJob {
+        id,
+        queue,
+        kind,
+        attempt,
+        started_at: started_at.and_then(DateTime::from_timestamp_millis),
     })
-    .optional()?
-    .ok_or(StoreError::NotLeased(id))?
 }
 
 pub(crate) fn fail(

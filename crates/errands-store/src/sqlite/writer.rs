@@ -40,13 +40,36 @@ pub(crate) struct Op {
     pub run: Run,
 }
 
-/// Builds an [`Op`] from a closure, returning the receiver of its result.
+/// Builds an [`Op`] from a closure, returning the receiver of its result. The closure runs in
+/// a savepoint of its own, so if it fails, what it wrote is undone and the rest of the batch
+/// commits.
 pub(crate) fn op<T, F>(durable: bool, f: F) -> (Op, oneshot::Receiver<Result<T, StoreError>>)
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
-    build(durable, f, |_| None)
+    build(durable, Guard::Savepoint, f, |_| None)
+}
+
+/// Like [`op`] (not durable) for a closure whose only write is one statement, with nothing
+/// after it that can fail. SQLite undoes a failing statement by itself, so such an operation
+/// needs no savepoint, whose cost is a journal copy of every page it touches: a worker's
+/// completions and progress reports, many per commit, are written this way.
+pub(crate) fn statement_op<T, F>(f: F) -> (Op, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    build(false, Guard::Statement, f, |_| None)
+}
+
+/// How an operation's writes are undone if it fails.
+#[derive(Clone, Copy)]
+enum Guard {
+    /// By rolling back to a savepoint taken before it.
+    Savepoint,
+    /// By SQLite, which undoes a failing statement; the operation runs only one.
+    Statement,
 }
 
 /// Like [`op`], and `on_commit` gets a copy of the result as soon as the write is committed,
@@ -61,14 +84,19 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     H: FnOnce(T) + Send + 'static,
 {
-    build(durable, f, move |value: &T| {
+    build(durable, Guard::Savepoint, f, move |value: &T| {
         let value = value.clone();
         let committed: Committed = Box::new(move || on_commit(value));
         Some(committed)
     })
 }
 
-fn build<T, F, H>(durable: bool, f: F, hook: H) -> (Op, oneshot::Receiver<Result<T, StoreError>>)
+fn build<T, F, H>(
+    durable: bool,
+    guard: Guard,
+    f: F,
+    hook: H,
+) -> (Op, oneshot::Receiver<Result<T, StoreError>>)
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -76,7 +104,10 @@ where
 {
     let (tx, rx) = oneshot::channel();
     let run = Box::new(move |conn: &Connection| {
-        let outcome = in_savepoint(conn, f);
+        let outcome = match guard {
+            Guard::Savepoint => in_savepoint(conn, f),
+            Guard::Statement => caught(f, conn),
+        };
         let committed = outcome.as_ref().ok().and_then(hook);
         let reply: Reply = Box::new(move |commit_error: Option<&StoreError>| {
             let outcome = match commit_error {
@@ -98,17 +129,26 @@ fn in_savepoint<T>(
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     execute_cached(conn, "SAVEPOINT op")?;
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
-        tracing::error!("a store operation panicked; it was rolled back");
-        Err(StoreError::Backend(
-            "the operation failed unexpectedly".into(),
-        ))
-    });
+    let outcome = caught(f, conn);
     if outcome.is_err() {
         execute_cached(conn, "ROLLBACK TO op")?;
     }
     execute_cached(conn, "RELEASE op")?;
     outcome
+}
+
+/// Runs `f`, turning a panic into an error: one bad operation must not take the writer thread
+/// down.
+fn caught<T>(
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    conn: &Connection,
+) -> Result<T, StoreError> {
+    panic::catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
+        tracing::error!("a store operation panicked");
+        Err(StoreError::Backend(
+            "the operation failed unexpectedly".into(),
+        ))
+    })
 }
 
 /// Starts the writer thread. It ends when every sender is dropped.
@@ -260,6 +300,44 @@ mod tests {
             .expect_err("fsync failed");
         assert!(error.to_string().contains("fsync"), "{error}");
         report_reply.await.expect("reply").expect("committed");
+    }
+
+    /// A statement operation that fails mid-statement leaves nothing behind, though it ran
+    /// without a savepoint in a transaction shared with others that commit.
+    #[tokio::test]
+    async fn a_failing_statement_op_is_undone_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER CHECK (n > 0))")
+            .expect("schema");
+        let writer = spawn(conn, None).expect("spawn");
+        let (before, before_reply) = insert(false, 1);
+        // The first row is written before the second breaks the CHECK.
+        let (failing, failing_reply) = statement_op(|conn: &Connection| {
+            conn.execute("INSERT INTO t (n) VALUES (2), (-1)", [])?;
+            Ok(())
+        });
+        let (after, after_reply) = insert(false, 3);
+        for op in [before, failing, after] {
+            writer.send(op).expect("send");
+        }
+
+        before_reply.await.expect("reply").expect("committed");
+        failing_reply
+            .await
+            .expect("reply")
+            .expect_err("CHECK failed");
+        after_reply.await.expect("reply").expect("committed");
+        let reader = Connection::open(&path).expect("open");
+        let rows: Vec<i64> = reader
+            .prepare("SELECT n FROM t ORDER BY n")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(rows, [1, 3]);
     }
 
     #[tokio::test]
