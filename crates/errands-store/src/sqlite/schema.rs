@@ -61,7 +61,11 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    // 8 MiB of pages per connection. Dispatch touches few pages (the head of each queue's
+    // index, the jobs in flight), the OS caches the rest, and SQLite scans the whole page
+    // cache's hash table at the end of write transactions: 64 MiB cost ~2 % of the writer's
+    // time in the drain and 115 MB of RSS with 1,000,000 jobs queued (49 MB now).
+    conn.pragma_update(None, "cache_size", -8192)?;
     // Every write runs in a savepoint, whose journal of changed pages SQLite spills to a temp
     // file past 64 KiB: a batch enqueue wrote each page twice. Keep those journals in memory.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
