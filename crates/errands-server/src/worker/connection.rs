@@ -224,8 +224,10 @@ impl Session {
             let idle = self.wanted() > 0 && !self.want_claim;
             let hold_expiry = self.prefetch.expires_at();
             tokio::select! {
-                // First the round in flight: a cancel that follows a claim must find its job.
+                // In this order: a closing server wins even over a busy worker, and the round
+                // in flight comes before commands, so a cancel that follows a claim finds its job.
                 biased;
+                _ = self.engine.closed() => return Err(SessionEnd::ServerClosing),
                 round = OptionFuture::from(self.in_flight.as_mut()), if self.in_flight.is_some() => {
                     self.in_flight = None;
                     if let Some(round) = round {
@@ -245,7 +247,6 @@ impl Session {
                 }
                 Some(command) = inbox.recv() => self.handle_command(sink, command).await?,
                 _ = any_changed(&mut self.signals), if idle => self.want_claim = true,
-                _ = self.engine.closed() => return Err(SessionEnd::ServerClosing),
                 _ = sleep_until(hold_expiry.unwrap_or_else(Instant::now)), if hold_expiry.is_some() => {
                     self.give_back_held().await?;
                 }
