@@ -9,8 +9,9 @@ For each system, in its own venv (created here on first use under bench/python/.
 - enqueue batch: N jobs in one go (errands: POST /v1/jobs/batch; Taskiq and arq have no batch
   API, so their closest equivalent is used: 1,000 concurrent enqueue calls at a time);
 - process: N no-op jobs are enqueued first, then one worker process running 10 jobs at once is
-  started; the time is from starting the worker to the last job's completion (each job INCRs a
-  Redis counter, polled every 5 ms).
+  started; the time is from starting the worker to the last job's completion. Each job prints
+  the time it finished, as python_queue_benchmark's do (``--task print``, read from the worker's
+  stdout), or INCRs a Redis counter polled every 5 ms (``--task incr``).
 
 errands runs with its throwaway in-memory store (Redis here keeps nothing on disk either) and,
 for reference, with its SQLite store. Needs: Redis on 127.0.0.1:6379 (db 9 is flushed), the
@@ -175,7 +176,15 @@ def main() -> None:
     parser.add_argument(
         "--systems", default="errands,errands sqlite,taskiq,arq", help="comma separated"
     )
+    parser.add_argument(
+        "--task",
+        choices=["print", "incr"],
+        default="print",
+        help="what each job does: print the time (python_queue_benchmark) or a Redis INCR",
+    )
     a = parser.parse_args()
+    # Read by common.py in every script and worker process started from here.
+    os.environ["BENCH_TASK"] = a.task
     if shutil.which("redis-cli"):
         subprocess.run(["redis-cli", "ping"], check=True, capture_output=True)
 
@@ -191,8 +200,8 @@ def main() -> None:
 
     n = a.jobs
     print(
-        f"\n{n:,} no-op jobs, worker concurrency {a.concurrency}, best of {a.repeat}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        f"\n{n:,} no-op jobs (task: {a.task}), worker concurrency {a.concurrency}, "
+        f"best of {a.repeat}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     header = f"{'system':16}{'enqueue 1-by-1':>22}{'enqueue batch*':>22}{'process':>22}"
     print(header)

@@ -20,7 +20,7 @@ REDIS = RedisSettings(
 
 
 async def noop(ctx: dict[str, Any], i: int) -> None:
-    await ctx["redis"].incr(common.COUNTER)
+    await common.job_done(ctx["redis"])
 
 
 class WorkerSettings:

@@ -19,7 +19,7 @@ async def noop(i: int) -> None:
     global _redis
     if _redis is None:
         _redis = aioredis.from_url(common.REDIS_URL)
-    await _redis.incr(common.COUNTER)
+    await common.job_done(_redis)
 
 
 async def main() -> None:
