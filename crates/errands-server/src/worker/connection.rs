@@ -291,11 +291,8 @@ impl Session {
         for (id, outcome) in round.outcomes {
             match outcome {
                 Ok(()) => {}
-                Err(EngineError::Store(StoreError::Backend(message))) => {
-                    return Err(SessionEnd::Engine(EngineError::Store(StoreError::Backend(
-                        message,
-                    ))))
-                }
+                // The store failing is the connection's end; anything else is this report's.
+                Err(error @ EngineError::Store(StoreError::Backend(_))) => return Err(error.into()),
                 Err(error) => send(sink, &error_message(error.to_string(), Some(id))).await?,
             }
         }
@@ -316,6 +313,7 @@ impl Session {
             let round = round.await;
             self.log_failures(&round.outcomes);
             if let Some(Claimed { jobs: Ok(jobs), .. }) = round.claimed {
+                // Claimed for a worker that is gone: held, so they go back unattempted.
                 let now = Instant::now();
                 for job in jobs {
                     self.prefetch.hold(job, now);
