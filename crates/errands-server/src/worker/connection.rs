@@ -17,9 +17,9 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, sleep_until, timeout, Instant, MissedTickBehavior};
 
-use super::batch::{self, ClaimOrder, Claimed, InFlight, ReportWrite, Round};
 use super::prefetch::Prefetch;
 use super::queue_order::QueueOrder;
+use super::round::{self, ClaimOrder, Claimed, InFlight, ReportWrite, Round};
 use crate::engine::{Engine, ToWorker, WorkerInfo, WorkerStatus};
 use crate::error::EngineError;
 
@@ -268,7 +268,7 @@ impl Session {
             return;
         }
         let reports = std::mem::take(&mut self.pending);
-        let round = batch::start(self.engine.clone(), self.worker_id.clone(), reports, claim);
+        let round = round::start(self.engine.clone(), self.worker_id.clone(), reports, claim);
         self.in_flight = Some(round);
     }
 
@@ -322,7 +322,7 @@ impl Session {
         }
         if !self.pending.is_empty() {
             let reports = std::mem::take(&mut self.pending);
-            let round = batch::start(self.engine.clone(), self.worker_id.clone(), reports, None);
+            let round = round::start(self.engine.clone(), self.worker_id.clone(), reports, None);
             let round = round.await;
             self.log_failures(&round.outcomes);
         }

@@ -1,9 +1,9 @@
 //! The worker socket (`/v1/worker`): jobs are pushed to connected workers as they have room.
 
-mod batch;
 mod connection;
 mod prefetch;
 mod queue_order;
+mod round;
 
 use std::sync::Arc;
 
