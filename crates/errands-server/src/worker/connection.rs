@@ -76,10 +76,6 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     }
     session.settle().await;
     engine.workers().unregister(&worker_id);
-    // Jobs claimed ahead never reached the worker: they go back without counting an attempt.
-    if let Err(error) = engine.unclaim(&worker_id, session.prefetch.release()).await {
-        tracing::error!(worker_id, %error, "could not give back jobs held for a worker");
-    }
     match engine.worker_lost(&worker_id).await {
         Ok(released) if !released.is_empty() => {
             tracing::warn!(
@@ -306,18 +302,16 @@ impl Session {
         self.send_jobs(sink, jobs).await
     }
 
-    /// Waits for the round in flight and writes the reports still pending, without claiming:
-    /// reports that arrived before the connection ended still count.
+    /// Once the connection has ended: waits for the round in flight, writes the reports still
+    /// pending without claiming (reports that arrived before the end still count), and gives
+    /// back every job claimed for the worker but never sent, without counting an attempt.
     async fn settle(&mut self) {
+        let mut unsent = self.prefetch.release();
         if let Some(round) = self.in_flight.take() {
             let round = round.await;
             self.log_failures(&round.outcomes);
             if let Some(Claimed { jobs: Ok(jobs), .. }) = round.claimed {
-                // Claimed for a worker that is gone: held, so they go back unattempted.
-                let now = Instant::now();
-                for job in jobs {
-                    self.prefetch.hold(job, now);
-                }
+                unsent.extend(jobs.iter().map(|job| job.id));
             }
         }
         if !self.pending.is_empty() {
@@ -325,6 +319,9 @@ impl Session {
             let round = round::start(self.engine.clone(), self.worker_id.clone(), reports, None);
             let round = round.await;
             self.log_failures(&round.outcomes);
+        }
+        if let Err(error) = self.engine.unclaim(&self.worker_id, unsent).await {
+            tracing::error!(worker_id = self.worker_id, %error, "could not give back unsent jobs");
         }
     }
 
