@@ -312,13 +312,7 @@ impl Engine {
             return Ok(());
         }
         let moved = self.store.unclaim(worker_id, ids).await?;
-        let mut queues = HashSet::new();
-        for job in &moved {
-            queues.insert(job.queue.as_str());
-        }
-        for queue in queues {
-            self.signals.notify(queue);
-        }
+        self.wake_queues(moved.iter().map(|job| job.queue.as_str()));
         Ok(())
     }
 
@@ -404,14 +398,10 @@ impl Engine {
         let now = self.now();
         self.fire_cron(now).await;
         let promoted = self.store.promote_due(now).await?;
-        let mut queues = HashSet::new();
         for job in &promoted {
             self.publish_state(job.id, &job.queue, &job.kind, JobState::Queued, job.attempt);
-            queues.insert(job.queue.as_str());
         }
-        for queue in queues {
-            self.signals.notify(queue);
-        }
+        self.wake_queues(promoted.iter().map(|job| job.queue.as_str()));
         for job in self.store.expire_deadlines(now).await? {
             self.workers.send(
                 &job.worker_id,
@@ -431,6 +421,13 @@ impl Engine {
         telemetry::failed(&job.queue, &job.kind, job.state);
         self.publish_state(job.id, &job.queue, &job.kind, job.state, job.attempt);
         self.wake_after_failure(&job.queue, job.state);
+    }
+
+    /// Wakes the workers of each queue once, however many jobs became ready in it.
+    fn wake_queues<'a>(&self, queues: impl Iterator<Item = &'a str>) {
+        for queue in queues.collect::<HashSet<_>>() {
+            self.signals.notify(queue);
+        }
     }
 
     /// After a job left a worker: wake its queue if it is ready again, or the maintenance
