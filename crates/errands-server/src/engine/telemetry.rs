@@ -54,20 +54,28 @@ pub fn started(job: &Job) {
 
 /// A job's worker completed it.
 pub fn completed(job: &CompletedJob, now: DateTime<Utc>) {
-    let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
-    if let Some(started) = job.started_at {
-        histogram!("errands_job_run_seconds", &labels).record(seconds_between(started, now));
-    }
+    let labels = attempt_ran(&job.queue, &job.kind, job.started_at, now);
     counter!("errands_jobs_completed_total", &labels).increment(1);
 }
 
 /// A job's worker reported a failed attempt; the job was then retried or buried.
 pub fn attempt_failed(job: &Job, now: DateTime<Utc>) {
-    let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
-    if let Some(started) = job.started_at {
+    attempt_ran(&job.queue, &job.kind, job.started_at, now);
+    failed(&job.queue, &job.kind, job.state);
+}
+
+/// Records how long an attempt that ended at `now` ran; returns the job's labels.
+fn attempt_ran(
+    queue: &str,
+    kind: &str,
+    started_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> [(&'static str, String); 2] {
+    let labels = [("queue", queue.to_owned()), ("kind", kind.to_owned())];
+    if let Some(started) = started_at {
         histogram!("errands_job_run_seconds", &labels).record(seconds_between(started, now));
     }
-    failed(&job.queue, &job.kind, job.state);
+    labels
 }
 
 /// An attempt failed; the job is now `state`.
