@@ -272,6 +272,30 @@ fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
 mod tests {
     use super::*;
 
+    /// A WAL database in a temporary directory holding `CREATE TABLE t (...)` with `columns`.
+    fn database(columns: &str) -> (tempfile::TempDir, PathBuf, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t ({columns})"
+        ))
+        .expect("schema");
+        (dir, path, conn)
+    }
+
+    /// The committed rows of `t`, read through a connection of their own.
+    fn committed_rows(path: &Path) -> Vec<i64> {
+        Connection::open(path)
+            .expect("open")
+            .prepare("SELECT n FROM t ORDER BY n")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     fn insert(durable: bool, n: i64) -> (Op, oneshot::Receiver<Result<(), StoreError>>) {
         op(durable, move |conn: &Connection| {
             conn.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
@@ -283,10 +307,7 @@ mod tests {
     /// while the same batch's other operations, answered at commit, succeed.
     #[tokio::test]
     async fn durable_replies_wait_for_the_fsync() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = Connection::open(dir.path().join("t.db")).expect("open");
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER)")
-            .expect("schema");
+        let (dir, _, conn) = database("n INTEGER");
         // A log that does not exist cannot be fsynced.
         let writer = spawn(conn, Some(dir.path().join("missing-wal"))).expect("spawn");
         let (durable, durable_reply) = insert(true, 1);
@@ -306,11 +327,7 @@ mod tests {
     /// without a savepoint in a transaction shared with others that commit.
     #[tokio::test]
     async fn a_failing_statement_op_is_undone_alone() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER CHECK (n > 0))")
-            .expect("schema");
+        let (_dir, path, conn) = database("n INTEGER CHECK (n > 0)");
         let writer = spawn(conn, None).expect("spawn");
         let (before, before_reply) = insert(false, 1);
         // The first row is written before the second breaks the CHECK.
@@ -329,33 +346,16 @@ mod tests {
             .expect("reply")
             .expect_err("CHECK failed");
         after_reply.await.expect("reply").expect("committed");
-        let reader = Connection::open(&path).expect("open");
-        let rows: Vec<i64> = reader
-            .prepare("SELECT n FROM t ORDER BY n")
-            .expect("prepare")
-            .query_map([], |row| row.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        assert_eq!(rows, [1, 3]);
+        assert_eq!(committed_rows(&path), [1, 3]);
     }
 
     #[tokio::test]
     async fn durable_replies_succeed_once_the_log_is_synced() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER)")
-            .expect("schema");
+        let (dir, path, conn) = database("n INTEGER");
         let writer = spawn(conn, Some(dir.path().join("t.db-wal"))).expect("spawn");
         let (durable, reply) = insert(true, 1);
         writer.send(durable).expect("send");
         reply.await.expect("reply").expect("synced");
-
-        let reader = Connection::open(&path).expect("open");
-        let count: i64 = reader
-            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-            .expect("count");
-        assert_eq!(count, 1);
+        assert_eq!(committed_rows(&path), [1]);
     }
 }
