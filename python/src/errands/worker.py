@@ -201,9 +201,7 @@ class Worker:
                 if failures == 0:
                     log.warning("cannot declare cron schedule %r: %s; retrying", name, exc)
                 failures += 1
-                delay = min(_RECONNECT_MAX, _RECONNECT_FIRST * 2 ** min(failures, 10))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), delay)
+                await self._back_off(failures)
                 continue
             except Unauthorized:
                 raise
@@ -235,10 +233,16 @@ class Worker:
             if self._stopping:
                 break
             failures = 0 if welcomed else failures + 1
-            delay = min(_RECONNECT_MAX, _RECONNECT_FIRST * 2 ** min(failures, 10))
-            delay *= random.uniform(0.5, 1.0)  # spread a fleet's reconnects apart
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+            await self._back_off(failures, spread=True)
+
+    async def _back_off(self, failures: int, *, spread: bool = False) -> None:
+        """Wait before the next try after ``failures`` failed ones (doubling, capped), or until
+        :meth:`stop`. ``spread`` takes a random part off, so a fleet's retries fall apart."""
+        delay = min(_RECONNECT_MAX, _RECONNECT_FIRST * 2 ** min(failures, 10))
+        if spread:
+            delay *= random.uniform(0.5, 1.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), delay)
 
     async def _until_stopped(self, coro: Coroutine[Any, Any, bool]) -> bool:
         """Run a connection; once the drain is over, give it a moment to close, then cancel it.
