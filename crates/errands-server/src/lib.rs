@@ -16,7 +16,7 @@ use errands_core::{Clock, Limits};
 use errands_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 
-pub use engine::Engine;
+pub use engine::{Engine, EngineOptions};
 pub use error::EngineError;
 
 /// Settings of a running server.
@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// On a shared store: how long after this node's last heartbeat other nodes release the
+    /// jobs its workers hold.
+    pub node_lease: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,7 @@ impl Default for ServerConfig {
             token: None,
             limits: Limits::default(),
             max_body_bytes: 64 << 20,
+            node_lease: EngineOptions::default().node_lease,
         }
     }
 }
@@ -50,15 +54,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EngineError> {
     let (engine, app) = build(store, clock, config).await?;
-    let maintenance = tokio::spawn(engine::run_maintenance_loop(engine.clone()));
+    let background = tokio::spawn(engine::run_background(engine.clone()));
+    let closing = engine.clone();
     let served = axum::serve(without_nagle(listener), app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Worker sockets would hold the graceful shutdown open forever: close them.
-            engine.close();
+            closing.close();
         })
         .await;
-    maintenance.abort();
+    background.abort();
+    if let Err(error) = engine.leave().await {
+        tracing::warn!(%error, "could not remove this node's lease");
+    }
     Ok(served?)
 }
 
@@ -79,7 +87,11 @@ async fn build(
     clock: Arc<dyn Clock>,
     config: ServerConfig,
 ) -> Result<(Arc<Engine>, axum::Router), EngineError> {
-    let engine = Engine::start(store, clock, config.limits).await?;
+    let options = EngineOptions {
+        limits: config.limits,
+        node_lease: config.node_lease,
+    };
+    let engine = Engine::start(store, clock, options).await?;
     let token = api::Token(config.token.map(Into::into));
     let app = api::router(engine.clone(), token, config.max_body_bytes);
     Ok((engine, app))
@@ -115,7 +127,7 @@ impl RunningServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (engine, app) = build(store, clock, config).await?;
-        let maintenance = tokio::spawn(engine::run_maintenance_loop(engine.clone()));
+        let maintenance = tokio::spawn(engine::run_background(engine.clone()));
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(without_nagle(listener), app).await {
                 tracing::error!(%error, "server stopped");

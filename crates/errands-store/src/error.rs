@@ -1,5 +1,6 @@
 //! Errors a store reports.
 
+use errands_core::lifecycle::Refused;
 use errands_core::{JobId, JobState};
 
 /// Why a store operation did not happen. Nothing is changed when one is returned.
@@ -21,12 +22,40 @@ pub enum StoreError {
     /// A worker reported on a job it does not hold (it was cancelled, timed out or re-leased).
     #[error("job {0} is not leased to this worker")]
     NotLeased(JobId),
+    /// Another unfinished job holds the job's unique key, so it cannot be made unfinished.
+    #[error("job {id}: another unfinished job holds its unique key {key:?}")]
+    UniqueKeyHeld {
+        /// The job.
+        id: JobId,
+        /// Its key.
+        key: String,
+    },
+    /// The backend failed in a way that passes (a serialization failure, a deadlock, a
+    /// connection lost in a failover); the operation was rolled back and may be retried.
+    #[error("store backend (transient): {0}")]
+    Transient(String),
     /// The backend failed; the operation was rolled back.
     #[error("store backend: {0}")]
     Backend(String),
     /// The store has shut down.
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// The error for a lifecycle decision that refused a transition of job `id`.
+    pub fn refused(id: JobId, refused: Refused) -> Self {
+        StoreError::IllegalTransition {
+            id,
+            state: refused.state,
+            action: refused.action,
+        }
+    }
+
+    /// True if retrying the operation may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -5,10 +5,14 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+mod node;
+mod notice;
 pub mod sqlite;
 mod store;
 
 pub use error::StoreError;
+pub use node::{Heartbeat, Reap, MAINTENANCE_ROLE};
+pub use notice::Notice;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use store::{
     ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueCounts,

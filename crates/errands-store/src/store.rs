@@ -3,12 +3,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errands_core::cron::{CronEntry, CronSpec};
+use errands_core::lifecycle::cron::CronTimes;
 use errands_core::lifecycle::FailureCause;
 use errands_core::{AttemptError, Job, JobId, JobState, NewJob, Progress};
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::error::StoreError;
+use crate::node::{Heartbeat, Reap};
+use crate::notice::Notice;
 
 /// The outcome of enqueueing one job.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +33,8 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// Who takes them.
     pub worker_id: String,
+    /// The server node the worker is connected to: its lease covers the jobs.
+    pub node_id: String,
 }
 
 /// Which jobs to list.
@@ -167,6 +172,26 @@ pub struct StoredCron {
 }
 
 impl StoredCron {
+    /// A schedule named `name` running `spec` at `times`.
+    pub fn new(name: &str, spec: CronSpec, times: CronTimes) -> Self {
+        Self {
+            name: name.to_owned(),
+            spec,
+            paused: times.paused,
+            next_fire: times.next_fire,
+            last_fire: times.last_fire,
+        }
+    }
+
+    /// Its run state.
+    pub fn times(&self) -> CronTimes {
+        CronTimes {
+            paused: self.paused,
+            next_fire: self.next_fire,
+            last_fire: self.last_fire,
+        }
+    }
+
     /// The schedule as the API shows it, with its upcoming fire times.
     pub fn entry(self) -> CronEntry {
         CronEntry::new(
@@ -195,7 +220,9 @@ pub struct FiredCron {
 }
 
 /// A job store. Every method is one atomic step: it fully happens or, on error, not at all.
-/// Methods taking `now` read no clock of their own, so callers control time.
+/// Methods taking `now` read no clock of their own, so callers control time. Every state
+/// change is guarded by the state (and lease) it expects, so any number of server nodes may
+/// share a store: of two racing changes to one job, one applies and the other misses.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores jobs in one transaction, or none of them. Unique keys are checked in order, so
@@ -290,13 +317,6 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<ReleasedJob>, StoreError>;
 
-    /// Fails running jobs held by workers not in `live_workers` (after a restart).
-    async fn release_orphans(
-        &self,
-        live_workers: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ReleasedJob>, StoreError>;
-
     /// Fails running jobs whose deadline has passed (cause `Timeout`). Returns them.
     async fn expire_deadlines(&self, now: DateTime<Utc>) -> Result<Vec<ReleasedJob>, StoreError>;
 
@@ -355,4 +375,59 @@ pub trait Store: Send + Sync + 'static {
     /// and moves its next fire time past `now`. Several servers sharing a store therefore
     /// enqueue each fire time once. Returns the jobs enqueued.
     async fn fire_due_cron(&self, now: DateTime<Utc>) -> Result<Vec<FiredCron>, StoreError>;
+
+    /// Whether other server processes may use this store at the same time. An unshared store
+    /// (SQLite) lets a starting node release every job left running before it started.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// The store's clock. On a shared store this is the database's, which every node reads
+    /// time from (through an offset clock), so leases and due times agree across nodes.
+    async fn current_time(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(Utc::now())
+    }
+
+    /// Registers node `node_id`, or renews its lease, until `expires_at`.
+    async fn heartbeat(
+        &self,
+        node_id: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Heartbeat, StoreError>;
+
+    /// Removes a node's lease (it is shutting down cleanly, its workers already gone).
+    async fn remove_node(&self, node_id: &str) -> Result<(), StoreError>;
+
+    /// Releases (cause [`ReleaseCause::NodeLost`](errands_core::lifecycle::ReleaseCause)) the
+    /// running jobs of the nodes `reap` names as gone at `now`, and forgets those nodes. A
+    /// node with a live lease loses nothing.
+    async fn reap_nodes(
+        &self,
+        reap: Reap<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReleasedJob>, StoreError>;
+
+    /// Takes or renews the lease of `role` for `node_id` until `expires_at`, unless another
+    /// node holds it at `now`. True when `node_id` holds it after the call.
+    async fn try_lead(
+        &self,
+        role: &str,
+        node_id: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Sends notices to every node sharing the store. Unshared stores have nobody to tell.
+    async fn publish(&self, notices: Vec<Notice>) -> Result<(), StoreError> {
+        let _ = notices;
+        Ok(())
+    }
+
+    /// Notices from every node, and those the store's own transactions send (ready queues,
+    /// also from applications enqueueing in their own transactions). `None` on an unshared
+    /// store, where the engine's in-process wake-ups see every change.
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        None
+    }
 }

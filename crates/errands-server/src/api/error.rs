@@ -110,8 +110,14 @@ impl From<StoreError> for ApiError {
         let message = error.to_string();
         match error {
             StoreError::NotFound(_) => ApiError::not_found(message),
-            StoreError::IllegalTransition { .. } | StoreError::NotLeased(_) => {
+            StoreError::IllegalTransition { .. }
+            | StoreError::NotLeased(_)
+            | StoreError::UniqueKeyHeld { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            StoreError::Transient(_) => {
+                tracing::warn!(%message, "transient store failure");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
             StoreError::Backend(_) => {
                 tracing::error!(%message, "store failure");

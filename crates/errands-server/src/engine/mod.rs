@@ -2,17 +2,20 @@
 //! bookkeeping that connects the store to live workers. The HTTP API and the worker socket are
 //! thin layers over it.
 
+mod bus;
 mod cron;
 mod events;
 mod maintenance;
 mod names;
+mod node;
 mod registry;
 mod signals;
 mod telemetry;
 mod throughput;
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use errands_core::event::Change;
@@ -22,24 +25,50 @@ use errands_core::{
     AttemptError, Clock, EnqueueRequest, Job, JobId, JobState, Limits, Progress, ValidationError,
 };
 use errands_store::{
-    ClaimRequest, CompletedJob, Enqueued, JobFilter, JobPage, QueueInfo, ReleasedJob, Store,
-    StoreError,
+    ClaimRequest, CompletedJob, Enqueued, JobFilter, JobPage, Notice, QueueInfo, ReleasedJob,
+    Store, StoreError,
 };
 use serde_json::Value;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use events::{EventHub, EVENT_BUFFER};
 pub use maintenance::run_maintenance_loop;
+pub use node::run_lease_loop;
 pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
 pub use signals::QueueSignals;
 
 use crate::error::EngineError;
 use names::JobNames;
+use node::Node;
+
+/// How an engine is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineOptions {
+    /// Limits on what a job may carry.
+    pub limits: Limits,
+    /// On a shared store: how long after this node's last heartbeat other nodes release the
+    /// jobs its workers hold.
+    pub node_lease: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            node_lease: Duration::from_secs(15),
+        }
+    }
+}
 
 /// The job engine shared by every connection.
 pub struct Engine {
     store: Arc<dyn Store>,
+    node: Node,
+    /// Notices for the other nodes (`None` on an unshared store), and their receiving end,
+    /// taken by the task that sends them.
+    outbox: Option<mpsc::Sender<Notice>>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<Notice>>>,
     clock: Arc<dyn Clock>,
     limits: Limits,
     signals: QueueSignals,
@@ -54,20 +83,30 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over `store`, reading time from `clock`. Loads the paused queues and returns
-    /// every job left running by a previous process to its queue.
+    /// An engine over `store`, reading time from `clock`. Loads the paused queues and
+    /// registers this node; on an unshared store, returns every job left running by a
+    /// previous process to its queue. [`run_background`] runs what it needs in the background.
     pub async fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        limits: Limits,
+        options: EngineOptions,
     ) -> Result<Arc<Self>, EngineError> {
         let paused = store.paused_queues().await?.into_iter().collect();
         // Install the recorder before anything counts, so no early increment is lost.
         telemetry::prometheus();
+        let (outbox, outbox_rx) = if store.shared() {
+            let (tx, rx) = mpsc::channel(bus::OUTBOX);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let engine = Arc::new(Self {
             store,
+            node: Node::new(options.node_lease),
+            outbox,
+            outbox_rx: Mutex::new(outbox_rx),
             clock,
-            limits,
+            limits: options.limits,
             signals: QueueSignals::default(),
             workers: WorkerRegistry::default(),
             events: EventHub::default(),
@@ -76,14 +115,14 @@ impl Engine {
             maintenance: Notify::new(),
             closing: CancellationToken::new(),
         });
-        let orphans = engine.store.release_orphans(&[], engine.now()).await?;
-        if !orphans.is_empty() {
-            tracing::info!(
-                jobs = orphans.len(),
-                "returned jobs left running by the previous process"
-            );
-        }
+        engine.register_node().await?;
         Ok(engine)
+    }
+
+    /// Leaves the shared store cleanly: this node's lease is removed. Its workers' jobs were
+    /// released as their connections closed.
+    pub async fn leave(&self) -> Result<(), EngineError> {
+        Ok(self.store.remove_node(&self.node.id).await?)
     }
 
     /// The engine's current time.
@@ -117,13 +156,22 @@ impl Engine {
     }
 
     fn publish_state(&self, id: JobId, queue: &str, kind: &str, state: JobState, attempt: u32) {
-        self.events.publish(
-            id,
-            queue,
-            kind,
-            Change::State { state, attempt },
-            self.now(),
-        );
+        self.publish_change(id, queue, kind, Change::State { state, attempt });
+    }
+
+    /// Publishes a change on this node's event stream and, through the store, on every
+    /// other node's.
+    fn publish_change(&self, id: JobId, queue: &str, kind: &str, change: Change) {
+        if self.outbox.is_some() {
+            self.tell_others(Notice::Event {
+                node: self.node.id.clone(),
+                id,
+                queue: queue.to_owned(),
+                kind: kind.to_owned(),
+                change: change.clone(),
+            });
+        }
+        self.events.publish(id, queue, kind, change, self.now());
     }
 
     fn publish_job(&self, job: &Job) {
@@ -204,13 +252,7 @@ impl Engine {
         let (job, holder) = self.store.cancel(id, self.now()).await?;
         self.publish_job(&job);
         if let Some(worker_id) = holder {
-            self.workers.send(
-                &worker_id,
-                ToWorker::Cancel {
-                    id,
-                    reason: CancelReason::Cancelled,
-                },
-            );
+            self.abort(&worker_id, id, CancelReason::Cancelled);
         }
         Ok(job)
     }
@@ -253,6 +295,17 @@ impl Engine {
     /// Pauses or resumes a queue. Paused queues accept jobs and dispatch none.
     pub async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo, EngineError> {
         self.store.set_paused(queue, paused).await?;
+        self.cache_paused(queue, paused);
+        self.tell_others(Notice::Paused {
+            queue: queue.to_owned(),
+            paused,
+        });
+        self.queue(queue).await
+    }
+
+    /// Records that `queue` is paused or not, and wakes its workers when it resumes. (The
+    /// claim checks the store too: this cache only saves claims on paused queues.)
+    fn cache_paused(&self, queue: &str, paused: bool) {
         {
             let mut set = self.paused.write().unwrap_or_else(|p| p.into_inner());
             if paused {
@@ -264,7 +317,19 @@ impl Engine {
         if !paused {
             self.signals.notify(queue);
         }
-        self.queue(queue).await
+    }
+
+    /// Reloads the paused queues from the store, after notices may have been missed.
+    async fn reload_paused(&self) -> Result<(), EngineError> {
+        let paused: HashSet<String> = self.store.paused_queues().await?.into_iter().collect();
+        let resumed: Vec<String> = {
+            let mut set = self.paused.write().unwrap_or_else(|p| p.into_inner());
+            let resumed = set.difference(&paused).cloned().collect();
+            *set = paused;
+            resumed
+        };
+        self.wake_queues(resumed.iter().map(String::as_str));
+        Ok(())
     }
 
     /// Whether `queue` is paused.
@@ -291,6 +356,7 @@ impl Engine {
             queues,
             limit,
             worker_id: worker_id.to_owned(),
+            node_id: self.node.id.clone(),
         };
         let jobs = self.store.claim(request, self.now()).await?;
         if jobs.iter().any(|job| job.deadline.is_some()) {
@@ -378,8 +444,7 @@ impl Engine {
             }
         }
         self.store.progress(id, worker_id, progress.clone()).await?;
-        self.events
-            .publish(id, queue, kind, Change::Progress { progress }, self.now());
+        self.publish_change(id, queue, kind, Change::Progress { progress });
         Ok(())
     }
 
@@ -394,8 +459,13 @@ impl Engine {
 
     /// Fires due cron schedules, promotes due jobs, times out overdue ones and purges expired
     /// ones. Returns when it next has work, if known.
+    /// On a shared store only the leader sweeps; the others return at once.
     pub async fn run_maintenance(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
         let now = self.now();
+        if !self.lead(now).await? {
+            return Ok(None);
+        }
+        self.reap_dead_nodes(now).await?;
         self.fire_cron(now).await;
         let promoted = self.store.promote_due(now).await?;
         for job in &promoted {
@@ -403,13 +473,7 @@ impl Engine {
         }
         self.wake_queues(promoted.iter().map(|job| job.queue.as_str()));
         for job in self.store.expire_deadlines(now).await? {
-            self.workers.send(
-                &job.worker_id,
-                ToWorker::Cancel {
-                    id: job.id,
-                    reason: CancelReason::Timeout,
-                },
-            );
+            self.abort(&job.worker_id, job.id, CancelReason::Timeout);
             self.after_release(&job);
         }
         while self.store.purge_expired(now).await? > 0 {}
@@ -455,6 +519,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes the receiving end of the outbox, once.
+    fn take_outbox(&self) -> Option<mpsc::Receiver<Notice>> {
+        self.outbox_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// Waits until something may have become due earlier than planned.
     pub(crate) async fn maintenance_requested(&self) {
         self.maintenance.notified().await;
@@ -465,4 +537,21 @@ impl From<StoreError> for EngineError {
     fn from(error: StoreError) -> Self {
         EngineError::Store(error)
     }
+}
+
+/// Runs what the engine does in the background until the task is dropped: maintenance and,
+/// on a shared store, this node's lease and the notices to and from other nodes.
+pub async fn run_background(engine: Arc<Engine>) {
+    let outbox = engine.take_outbox();
+    let send = async {
+        if let Some(outbox) = outbox {
+            bus::run_outbox(engine.clone(), outbox).await;
+        }
+    };
+    tokio::join!(
+        run_maintenance_loop(engine.clone()),
+        run_lease_loop(engine.clone()),
+        bus::run_inbox(engine.clone()),
+        send,
+    );
 }

@@ -20,6 +20,8 @@ pub enum ToWorker {
         /// Why.
         reason: CancelReason,
     },
+    /// End the connection: this node lost its lease and the worker's jobs were released.
+    Disconnect,
 }
 
 /// A connected worker as `GET /v1/workers` shows it.
@@ -83,11 +85,16 @@ impl WorkerRegistry {
         self.lock().remove(worker_id);
     }
 
-    /// Sends a message to a worker if it is still connected.
-    pub fn send(&self, worker_id: &str, message: ToWorker) {
-        if let Some(entry) = self.lock().get(worker_id) {
-            // A closed channel means the worker is disconnecting; its jobs are released then.
-            let _ = entry.tx.send(message);
+    /// Sends a message to a worker if it is connected to this node. False if it is not.
+    pub fn send(&self, worker_id: &str, message: ToWorker) -> bool {
+        match self.lock().get(worker_id) {
+            Some(entry) => {
+                // A closed channel means the worker is disconnecting; its jobs are released
+                // then.
+                let _ = entry.tx.send(message);
+                true
+            }
+            None => false,
         }
     }
 

@@ -22,6 +22,13 @@ impl QueueSignals {
         }
     }
 
+    /// Tells every waiting worker of every queue to look for jobs.
+    pub fn notify_all(&self) {
+        for sender in self.lock().values_mut() {
+            sender.send_modify(|version| *version += 1);
+        }
+    }
+
     /// A receiver that changes whenever `queue` is notified.
     pub fn subscribe(&self, queue: &str) -> watch::Receiver<u64> {
         self.lock()

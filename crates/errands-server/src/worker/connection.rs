@@ -127,6 +127,8 @@ enum SessionEnd {
     Silent(Duration),
     #[error("server shutting down")]
     ServerClosing,
+    #[error("this node's lease lapsed")]
+    NodeLeaseLost,
     #[error("store: {0}")]
     Engine(#[from] EngineError),
 }
@@ -393,6 +395,7 @@ impl Session {
                     self.want_claim = true;
                 }
             }
+            ToWorker::Disconnect => return Err(SessionEnd::NodeLeaseLost),
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use errands_core::cron::CronSpec;
+use errands_core::lifecycle::cron;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::ops;
@@ -92,26 +93,20 @@ pub(crate) fn put_cron(
         .parsed()
         .map_err(|e| StoreError::Backend(format!("cron schedule {name}: {e}")))?;
     let existing = get_cron(conn, name)?;
-    let was_paused = existing.as_ref().is_some_and(|e| e.paused);
-    let paused = spec.paused.unwrap_or(was_paused);
-    let (next_fire, last_fire) = match &existing {
-        // Same timing, still running: keep the fire time it waits for.
-        Some(e) if e.spec.same_timing(&spec) && !e.paused && e.next_fire.is_some() => {
-            (e.next_fire, e.last_fire)
-        }
-        Some(e) => (schedule.next_after(now), e.last_fire),
-        None => (schedule.next_after(now), None),
-    };
-    let cron = StoredCron {
-        name: name.to_owned(),
-        spec: CronSpec {
+    let times = cron::redeclare(
+        existing.as_ref().map(|e| (&e.spec, e.times())),
+        &spec,
+        &schedule,
+        now,
+    );
+    let cron = StoredCron::new(
+        name,
+        CronSpec {
             paused: None,
             ..spec
         },
-        paused,
-        next_fire,
-        last_fire,
-    };
+        times,
+    );
     write_row(conn, &cron)?;
     Ok((cron, existing.is_none()))
 }
@@ -129,18 +124,15 @@ pub(crate) fn set_cron_paused(
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<Option<StoredCron>, StoreError> {
-    let Some(mut cron) = get_cron(conn, name)? else {
+    let Some(cron) = get_cron(conn, name)? else {
         return Ok(None);
     };
-    if cron.paused && !paused {
-        // Resuming: what passed while paused is not run.
-        let schedule = cron
-            .spec
-            .parsed()
-            .map_err(|e| StoreError::Backend(format!("cron schedule {name}: {e}")))?;
-        cron.next_fire = schedule.next_after(now);
-    }
-    cron.paused = paused;
+    let schedule = cron
+        .spec
+        .parsed()
+        .map_err(|e| StoreError::Backend(format!("cron schedule {name}: {e}")))?;
+    let times = cron::set_paused(cron.times(), &schedule, paused, now);
+    let cron = StoredCron::new(name, cron.spec, times);
     write_row(conn, &cron)?;
     Ok(Some(cron))
 }

@@ -2,6 +2,7 @@
 //! pool of read connections.
 
 mod cron_ops;
+mod node_ops;
 mod ops;
 mod rows;
 mod schema;
@@ -21,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
+use crate::node::{Heartbeat, Reap};
 use crate::store::{
     ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueInfo,
     ReleasedJob, Store, StoredCron,
@@ -109,9 +111,9 @@ impl SqliteStore {
         options: SqliteOptions,
         temp_dir: Option<tempfile::TempDir>,
     ) -> Result<Self, StoreError> {
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         schema::configure(&conn)?;
-        conn.execute_batch(schema::SCHEMA)?;
+        schema::migrate(&mut conn)?;
         let wal = (options.sync == SyncMode::Full).then(|| wal_path(&path));
         let writer = writer::spawn(conn, wal)
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
@@ -330,19 +332,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release_orphans(
-        &self,
-        live_workers: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ReleasedJob>, StoreError> {
-        let live_workers = live_workers.to_vec();
-        let dead_retention = self.inner.dead_retention;
-        self.write(false, move |conn| {
-            ops::release_orphans(conn, &live_workers, now, dead_retention)
-        })
-        .await
-    }
-
     async fn expire_deadlines(&self, now: DateTime<Utc>) -> Result<Vec<ReleasedJob>, StoreError> {
         let dead_retention = self.inner.dead_retention;
         self.write(false, move |conn| {
@@ -422,28 +411,113 @@ impl Store for SqliteStore {
         self.write(false, move |conn| cron_ops::fire_due_cron(conn, now))
             .await
     }
+
+    async fn heartbeat(
+        &self,
+        node_id: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Heartbeat, StoreError> {
+        let node_id = node_id.to_owned();
+        self.write(false, move |conn| {
+            node_ops::heartbeat(conn, &node_id, now, expires_at)
+        })
+        .await
+    }
+
+    async fn remove_node(&self, node_id: &str) -> Result<(), StoreError> {
+        let node_id = node_id.to_owned();
+        self.write(false, move |conn| node_ops::remove_node(conn, &node_id))
+            .await
+    }
+
+    async fn reap_nodes(
+        &self,
+        reap: Reap<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReleasedJob>, StoreError> {
+        let dead_retention = self.inner.dead_retention;
+        let keep = match reap {
+            Reap::Expired => None,
+            Reap::AllBut(node) => Some(node.to_owned()),
+        };
+        self.write(false, move |conn| {
+            let reap = keep.as_deref().map_or(Reap::Expired, Reap::AllBut);
+            node_ops::reap_nodes(conn, reap, now, dead_retention)
+        })
+        .await
+    }
+
+    async fn try_lead(
+        &self,
+        role: &str,
+        node_id: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (role, node_id) = (role.to_owned(), node_id.to_owned());
+        self.write(false, move |conn| {
+            node_ops::try_lead(conn, &role, &node_id, now, expires_at)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::Harness;
 
-    #[tokio::test]
-    async fn conformance() {
-        crate::conformance::run_all(|| SqliteStore::temporary().unwrap()).await;
+    /// A database file in a temporary directory, and stores opened on it with `SYNC`.
+    pub(super) struct FileHarness<const FULL_SYNC: bool> {
+        dir: tempfile::TempDir,
+        first: SqliteStore,
+    }
+
+    impl<const FULL_SYNC: bool> FileHarness<FULL_SYNC> {
+        fn open(dir: &tempfile::TempDir) -> SqliteStore {
+            let options = SqliteOptions {
+                sync: if FULL_SYNC {
+                    SyncMode::Full
+                } else {
+                    SyncMode::Normal
+                },
+                ..SqliteOptions::default()
+            };
+            SqliteStore::open(dir.path().join("errands.db"), options).expect("open")
+        }
+    }
+
+    #[async_trait]
+    impl<const FULL_SYNC: bool> Harness for FileHarness<FULL_SYNC> {
+        type Store = SqliteStore;
+
+        async fn fresh() -> Self {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let first = Self::open(&dir);
+            Self { dir, first }
+        }
+
+        fn store(&self) -> &SqliteStore {
+            &self.first
+        }
+
+        async fn another(&self) -> SqliteStore {
+            Self::open(&self.dir)
+        }
+    }
+
+    mod normal_sync {
+        crate::conformance_suite!(super::FileHarness<false>);
     }
 
     /// The same suite with `--sync full`, where durable replies go through the fsync thread.
-    #[tokio::test]
-    async fn conformance_with_full_sync() {
-        let dirs = Mutex::new(Vec::new());
-        crate::conformance::run_all(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let store =
-                SqliteStore::open(dir.path().join("errands.db"), SqliteOptions::default()).unwrap();
-            dirs.lock().unwrap().push(dir);
-            store
-        })
-        .await;
+    mod full_sync {
+        crate::conformance_suite!(super::FileHarness<true>);
+    }
+
+    #[test]
+    fn the_temporary_store_opens() {
+        assert!(SqliteStore::temporary().expect("temporary").path().exists());
     }
 }

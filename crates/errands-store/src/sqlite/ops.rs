@@ -4,8 +4,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use errands_core::backoff::seconds_to_duration;
-use errands_core::lifecycle::{after_failure, FailureCause};
+use errands_core::lifecycle::{
+    decide_cancel, decide_delete, decide_failure, decide_retry, Cancellation, FailureCause,
+    ReleaseCause, UniqueRule,
+};
 use errands_core::{AttemptError, Backoff, Job, JobId, JobState, NewJob, Progress};
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Statement};
@@ -20,10 +22,6 @@ use crate::store::{
 
 /// Most expired jobs deleted in one purge step, so a purge never holds the writer for long.
 pub(crate) const PURGE_CHUNK: i64 = 10_000;
-
-fn expiry(now: DateTime<Utc>, seconds: f64) -> i64 {
-    to_ms(now + seconds_to_duration(seconds))
-}
 
 /// Rows per multi-row `INSERT`. A statement run once per row opens a cursor on the table and
 /// on each index and seeks from the root every time; one run for many rows keeps its cursors
@@ -71,9 +69,26 @@ fn enqueue_keyed(conn: &Connection, job: &NewJob) -> Result<Enqueued, StoreError
     if let Some(existing) = find_unique(conn, job)? {
         return Ok(existing);
     }
-    insert(conn, std::slice::from_ref(job))?;
-    Ok(created(job))
+    // The unique index over unfinished jobs makes a second holder of the key impossible, even
+    // from another store instance on the same file.
+    let mut statement = conn.prepare_cached(&format!(
+        "{}{} ON CONFLICT (unique_key) WHERE {UNIQUE_HOLDER} DO NOTHING",
+        INSERT_COLUMNS,
+        insert_row()
+    ))?;
+    bind_job(&mut statement, 0, job)?;
+    let inserted = statement.raw_execute()?;
+    if inserted == 1 {
+        return Ok(created(job));
+    }
+    find_unique(conn, job)?.ok_or_else(|| {
+        StoreError::Transient("a unique key's holder finished while it was looked up".into())
+    })
 }
+
+/// The predicate of the unique index over jobs that hold their key.
+pub(crate) const UNIQUE_HOLDER: &str =
+    "unique_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')";
 
 /// Inserts `jobs` in order: [`INSERT_ROWS`] at a time, then the rest one by one.
 fn insert(conn: &Connection, jobs: &[NewJob]) -> Result<(), StoreError> {
@@ -100,8 +115,12 @@ fn insert(conn: &Connection, jobs: &[NewJob]) -> Result<(), StoreError> {
 
 /// An `INSERT` of `rows` jobs.
 fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
-    format!("{INSERT_COLUMNS}{}", vec![row; rows].join(", "))
+    format!("{INSERT_COLUMNS}{}", vec![insert_row(); rows].join(", "))
+}
+
+/// The parameters of one row of [`INSERT_COLUMNS`].
+fn insert_row() -> String {
+    format!("({})", vec!["?"; COLUMN_COUNT].join(", "))
 }
 
 /// Binds `job` to the parameters after the first `before`, in [`INSERT_COLUMNS`] order.
@@ -151,34 +170,40 @@ fn backoff_json(backoff: &Backoff) -> Result<Cow<'static, str>, StoreError> {
     }
 }
 
-/// The job a unique key already names: one that is unfinished, or created inside the window.
+/// The job a unique key already names, per [`UniqueRule`]: one that is unfinished, or
+/// created inside the window.
 fn find_unique(conn: &Connection, job: &NewJob) -> Result<Option<Enqueued>, StoreError> {
     let Some(key) = &job.unique_key else {
         return Ok(None);
     };
-    let window_start = match job.unique_for {
-        Some(seconds) => to_ms(job.created_at - seconds_to_duration(seconds)),
-        None => i64::MAX,
-    };
+    let rule = UniqueRule::new(job.created_at, job.unique_for);
+    let window_start = rule.window_start.map_or(i64::MAX, to_ms);
     let found = conn
         .prepare_cached(
-            "SELECT id, state FROM jobs WHERE unique_key = ?1 \
+            "SELECT id, state, created_at FROM jobs WHERE unique_key = ?1 \
              AND (state IN ('scheduled', 'queued', 'running') OR created_at > ?2) \
              ORDER BY created_at DESC LIMIT 1",
         )?
         .query_row(params![key, window_start], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })
         .optional()?;
-    found
-        .map(|(id, state)| {
-            Ok(Enqueued {
-                id: parse_id(&id)?,
-                state: parse_state(&state)?,
-                created: false,
-            })
-        })
-        .transpose()
+    let Some((id, state, created_at)) = found else {
+        return Ok(None);
+    };
+    let state = parse_state(&state)?;
+    if !rule.blocks(state, from_ms(created_at)?) {
+        return Ok(None);
+    }
+    Ok(Some(Enqueued {
+        id: parse_id(&id)?,
+        state,
+        created: false,
+    }))
 }
 
 pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Job, StoreError> {
@@ -244,11 +269,13 @@ pub(crate) fn claim(
     // `LIMIT (?4 + 0)`, not `LIMIT ?4`: with a bare parameter SQLite (built with STAT4)
     // re-prepares the statement on every execution, which was a quarter of the writer's time.
     let mut statement = conn.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker_id = ?1, \
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker_id = ?1, node_id = ?5, \
          started_at = ?2, progress = NULL, \
          deadline = CASE WHEN timeout IS NULL THEN NULL ELSE ?2 + CAST(timeout * 1000 AS INTEGER) END \
          WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?3 \
+                      AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?3 AND paused = 1) \
                       ORDER BY priority DESC, run_at, id LIMIT (?4 + 0)) \
+         AND state = 'queued' \
          RETURNING {JOB_COLUMNS}"
     ))?;
     for queue in &request.queues {
@@ -258,7 +285,13 @@ pub(crate) fn claim(
         }
         let mut jobs = statement
             .query_map(
-                params![request.worker_id, now_ms, queue, wanted as i64],
+                params![
+                    request.worker_id,
+                    now_ms,
+                    queue,
+                    wanted as i64,
+                    request.node_id
+                ],
                 |row| Ok(job_from_row(row)),
             )?
             .map(|row| row?)
@@ -277,7 +310,7 @@ pub(crate) fn unclaim(
 ) -> Result<Vec<MovedJob>, StoreError> {
     let mut statement = conn.prepare_cached(
         "UPDATE jobs SET state = 'queued', attempt = attempt - 1, worker_id = NULL, \
-         started_at = NULL, deadline = NULL \
+         node_id = NULL, started_at = NULL, deadline = NULL \
          WHERE id = ?1 AND state = 'running' AND worker_id = ?2 \
          RETURNING queue, kind, attempt",
     )?;
@@ -325,7 +358,7 @@ pub(crate) fn complete(
     let (queue, kind, attempt, started_at) = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'completed', result = ?1, finished_at = ?2, deadline = NULL, \
-             worker_id = NULL, expires_at = ?2 + CAST(retention * 1000 AS INTEGER) \
+             worker_id = NULL, node_id = NULL, expires_at = ?2 + CAST(retention * 1000 AS INTEGER) \
              WHERE id = ?3 AND state = 'running' AND worker_id = ?4 \
              RETURNING queue, kind, attempt, started_at",
         )?
@@ -358,47 +391,43 @@ pub(crate) fn fail(
     dead_retention: f64,
 ) -> Result<Job, StoreError> {
     let job = leased(conn, id, worker_id)?;
-    record_failure(conn, job, error, cause, now, dead_retention)
+    record_failure(conn, &job, error, cause, now, dead_retention)?.ok_or(StoreError::NotLeased(id))
 }
 
-/// Records a failed attempt of a running job and moves it on per its retry policy.
+/// Records a failed attempt of the running `job` as read, and moves it on per its retry
+/// policy; `None` if the job is no longer under the lease read (someone else moved it).
 fn record_failure(
     conn: &Connection,
-    job: Job,
+    job: &Job,
     error: AttemptError,
     cause: FailureCause,
     now: DateTime<Utc>,
     dead_retention: f64,
-) -> Result<Job, StoreError> {
-    let next = after_failure(
-        job.attempt,
-        job.max_attempts,
-        &job.backoff,
-        cause,
-        now,
-        &mut rand::rng(),
-    );
-    let mut errors = job.errors;
-    errors.push(AttemptError {
-        attempt: job.attempt,
-        ..error
-    });
-    let dead = next.state == JobState::Dead;
+) -> Result<Option<Job>, StoreError> {
+    let failed = decide_failure(job, error, cause, now, dead_retention, &mut rand::rng());
+    let mut errors = job.errors.clone();
+    errors.push(failed.error);
     conn.prepare_cached(&format!(
-        "UPDATE jobs SET state = ?1, run_at = ?2, errors = ?3, worker_id = NULL, deadline = NULL, \
-         finished_at = ?4, expires_at = ?5 WHERE id = ?6 RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET state = ?1, run_at = ?2, errors = ?3, worker_id = NULL, node_id = NULL, \
+         deadline = NULL, finished_at = ?4, expires_at = ?5 \
+         WHERE id = ?6 AND state = 'running' AND worker_id = ?7 AND attempt = ?8 \
+         RETURNING {JOB_COLUMNS}"
     ))?
     .query_row(
         params![
-            next.state.as_str(),
-            to_ms(next.run_at),
+            failed.state.as_str(),
+            to_ms(failed.run_at),
             serde_json::to_string(&errors)?,
-            dead.then(|| to_ms(now)),
-            dead.then(|| expiry(now, dead_retention)),
+            failed.finished_at.map(to_ms),
+            failed.expires_at.map(to_ms),
             job.id.to_string(),
+            job.worker_id,
+            job.attempt,
         ],
         |row| Ok(job_from_row(row)),
-    )?
+    )
+    .optional()?
+    .transpose()
 }
 
 pub(crate) fn progress(
@@ -428,26 +457,47 @@ pub(crate) fn cancel(
     now: DateTime<Utc>,
 ) -> Result<(Job, Option<String>), StoreError> {
     let job = get(conn, id)?;
-    if !job.state.can_cancel() {
-        return Err(StoreError::IllegalTransition {
-            id,
-            state: job.state,
-            action: "cancel",
-        });
-    }
-    if job.state == JobState::Cancelled {
+    let decision = decide_cancel(job.state, job.retention, now)
+        .map_err(|refused| StoreError::refused(id, refused))?;
+    let Cancellation::Cancel {
+        finished_at,
+        expires_at,
+        abort_worker,
+    } = decision
+    else {
         return Ok((job, None));
-    }
-    let holder = job.worker_id.clone();
-    let now_ms = to_ms(now);
-    let job = conn
+    };
+    let holder = if abort_worker {
+        job.worker_id.clone()
+    } else {
+        None
+    };
+    let cancelled = conn
         .prepare_cached(&format!(
             "UPDATE jobs SET state = 'cancelled', finished_at = ?1, worker_id = NULL, \
-             deadline = NULL, expires_at = ?1 + CAST(retention * 1000 AS INTEGER) \
-             WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+             node_id = NULL, deadline = NULL, expires_at = ?2 \
+             WHERE id = ?3 AND state = ?4 AND attempt = ?5 RETURNING {JOB_COLUMNS}"
         ))?
-        .query_row(params![now_ms, id.to_string()], |row| Ok(job_from_row(row)))??;
+        .query_row(
+            params![
+                to_ms(finished_at),
+                to_ms(expires_at),
+                id.to_string(),
+                job.state.as_str(),
+                job.attempt
+            ],
+            |row| Ok(job_from_row(row)),
+        )
+        .optional()?
+        .transpose()?;
+    let job = cancelled.ok_or_else(|| moved_meanwhile(id))?;
     Ok((job, holder))
+}
+
+/// A guarded write missed: the job changed between the read and the write (only possible
+/// when another store instance shares the file). The caller may try again.
+fn moved_meanwhile(id: JobId) -> StoreError {
+    StoreError::Transient(format!("job {id} changed while it was being updated"))
 }
 
 pub(crate) fn retry(
@@ -457,92 +507,123 @@ pub(crate) fn retry(
     now: DateTime<Utc>,
 ) -> Result<Job, StoreError> {
     let job = get(conn, id)?;
-    if !job.state.can_retry() {
-        return Err(StoreError::IllegalTransition {
+    let plan = decide_retry(job.state, job.attempt, job.max_attempts, reset_attempts)
+        .map_err(|refused| StoreError::refused(id, refused))?;
+    let retried = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'queued', run_at = ?1, attempt = ?2, max_attempts = ?3, \
+             finished_at = NULL, expires_at = NULL, result = NULL, progress = NULL \
+             WHERE id = ?4 AND state = ?5 RETURNING {JOB_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                to_ms(now),
+                plan.attempt,
+                plan.max_attempts,
+                id.to_string(),
+                job.state.as_str()
+            ],
+            |row| Ok(job_from_row(row)),
+        )
+        .optional();
+    match retried {
+        Ok(Some(job)) => job,
+        Ok(None) => Err(moved_meanwhile(id)),
+        Err(error) if is_unique_violation(&error) => Err(StoreError::UniqueKeyHeld {
             id,
-            state: job.state,
-            action: "retry",
-        });
+            key: job.unique_key.unwrap_or_default(),
+        }),
+        Err(error) => Err(error.into()),
     }
-    let (attempt, max_attempts) = if reset_attempts {
-        (0, job.max_attempts)
-    } else {
-        (job.attempt, job.max_attempts.max(job.attempt + 1))
-    };
-    conn.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'queued', run_at = ?1, attempt = ?2, max_attempts = ?3, \
-         finished_at = NULL, expires_at = NULL, result = NULL, progress = NULL \
-         WHERE id = ?4 RETURNING {JOB_COLUMNS}"
-    ))?
-    .query_row(
-        params![to_ms(now), attempt, max_attempts, id.to_string()],
-        |row| Ok(job_from_row(row)),
-    )?
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ConstraintViolation)
+    )
 }
 
 pub(crate) fn delete(conn: &Connection, id: JobId) -> Result<(), StoreError> {
     let job = get(conn, id)?;
-    if !job.state.can_delete() {
-        return Err(StoreError::IllegalTransition {
-            id,
-            state: job.state,
-            action: "delete",
-        });
+    decide_delete(job.state).map_err(|refused| StoreError::refused(id, refused))?;
+    let deleted = conn
+        .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = ?2")?
+        .execute(params![id.to_string(), job.state.as_str()])?;
+    if deleted == 0 {
+        return Err(moved_meanwhile(id));
     }
-    conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-        .execute([id.to_string()])?;
     Ok(())
 }
 
-/// Fails each of the running jobs `ids` with `cause`.
-fn release_running(
+/// A running job as a sweep found it: the lease it is under.
+pub(crate) struct Holding {
+    id: JobId,
+    node_id: Option<String>,
+}
+
+/// Fails each running job in `holdings` with the cause `cause_of` gives it. A job that left
+/// the lease it was found under (completed, cancelled, released by another sweep) is skipped,
+/// so two sweeps racing record one failure.
+pub(crate) fn release_running(
     conn: &Connection,
-    ids: Vec<JobId>,
-    cause: FailureCause,
-    message: &str,
+    holdings: Vec<Holding>,
+    cause_of: impl Fn(&Job, &Holding) -> ReleaseCause,
     now: DateTime<Utc>,
     dead_retention: f64,
 ) -> Result<Vec<ReleasedJob>, StoreError> {
-    let kind = cause.server_error_type().unwrap_or("Error");
-    let mut released = Vec::with_capacity(ids.len());
-    for id in ids {
-        let job = get(conn, id)?;
-        let worker_id = job.worker_id.clone().unwrap_or_default();
-        let error = AttemptError {
-            attempt: job.attempt,
-            kind: kind.to_owned(),
-            message: message.to_owned(),
-            traceback: None,
-            at: now,
+    let mut released = Vec::with_capacity(holdings.len());
+    for holding in holdings {
+        let job = match get(conn, holding.id) {
+            Ok(job) if job.state == JobState::Running => job,
+            Ok(_) | Err(StoreError::NotFound(_)) => continue,
+            Err(error) => return Err(error),
         };
-        let job = record_failure(conn, job, error, cause, now, dead_retention)?;
+        let cause = cause_of(&job, &holding);
+        let error = cause.error(job.attempt, now);
+        let worker_id = job.worker_id.clone().unwrap_or_default();
+        let Some(after) = record_failure(
+            conn,
+            &job,
+            error,
+            cause.failure_cause(),
+            now,
+            dead_retention,
+        )?
+        else {
+            continue;
+        };
         released.push(ReleasedJob {
-            id,
+            id: after.id,
             worker_id,
-            queue: job.queue,
-            kind: job.kind,
-            state: job.state,
-            attempt: job.attempt,
+            queue: after.queue,
+            kind: after.kind,
+            state: after.state,
+            attempt: after.attempt,
         });
     }
     Ok(released)
 }
 
-fn running_ids(
+/// Running jobs a query selects as `id, node_id`.
+pub(crate) fn holdings(
     conn: &Connection,
     sql: &str,
-    param: &dyn ToSql,
-) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    params: impl rusqlite::Params,
+) -> Result<Vec<Holding>, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
-    let rows = statement.query_map([param], |row| {
+    let rows = statement.query_map(params, |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
     })?;
-    let mut ids = Vec::new();
+    let mut found = Vec::new();
     for row in rows {
-        let (id, worker) = row?;
-        ids.push((parse_id(&id)?, worker));
+        let (id, node_id) = row?;
+        found.push(Holding {
+            id: parse_id(&id)?,
+            node_id,
+        });
     }
-    Ok(ids)
+    Ok(found)
 }
 
 pub(crate) fn release_worker(
@@ -551,47 +632,15 @@ pub(crate) fn release_worker(
     now: DateTime<Utc>,
     dead_retention: f64,
 ) -> Result<Vec<ReleasedJob>, StoreError> {
-    let ids = running_ids(
+    let held = holdings(
         conn,
-        "SELECT id, worker_id FROM jobs WHERE state = 'running' AND worker_id = ?1",
-        &worker_id,
+        "SELECT id, node_id FROM jobs WHERE state = 'running' AND worker_id = ?1",
+        [worker_id],
     )?;
-    let ids = ids.into_iter().map(|(id, _)| id).collect();
-    let message = format!("worker {worker_id} lost its connection while running the job");
-    release_running(
-        conn,
-        ids,
-        FailureCause::WorkerLost,
-        &message,
-        now,
-        dead_retention,
-    )
-}
-
-pub(crate) fn release_orphans(
-    conn: &Connection,
-    live_workers: &[String],
-    now: DateTime<Utc>,
-    dead_retention: f64,
-) -> Result<Vec<ReleasedJob>, StoreError> {
-    let ids = running_ids(
-        conn,
-        "SELECT id, worker_id FROM jobs WHERE state = ?1",
-        &"running",
-    )?;
-    let orphans = ids
-        .into_iter()
-        .filter(|(_, worker)| !worker.as_ref().is_some_and(|w| live_workers.contains(w)))
-        .map(|(id, _)| id)
-        .collect();
-    release_running(
-        conn,
-        orphans,
-        FailureCause::WorkerLost,
-        "the server restarted while the job was running",
-        now,
-        dead_retention,
-    )
+    let cause = ReleaseCause::WorkerLost {
+        worker_id: worker_id.to_owned(),
+    };
+    release_running(conn, held, |_, _| cause.clone(), now, dead_retention)
 }
 
 pub(crate) fn expire_deadlines(
@@ -599,21 +648,26 @@ pub(crate) fn expire_deadlines(
     now: DateTime<Utc>,
     dead_retention: f64,
 ) -> Result<Vec<ReleasedJob>, StoreError> {
-    let ids = running_ids(
+    let held = holdings(
         conn,
-        "SELECT id, worker_id FROM jobs WHERE state = 'running' AND deadline IS NOT NULL \
+        "SELECT id, node_id FROM jobs WHERE state = 'running' AND deadline IS NOT NULL \
          AND deadline <= ?1",
-        &to_ms(now),
+        [to_ms(now)],
     )?;
-    let ids = ids.into_iter().map(|(id, _)| id).collect();
     release_running(
         conn,
-        ids,
-        FailureCause::Timeout,
-        "the attempt ran past its timeout",
+        held,
+        |_, _| ReleaseCause::Timeout,
         now,
         dead_retention,
     )
+}
+
+impl Holding {
+    /// The node whose lease covered the job, as the error names it.
+    pub(crate) fn node(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("unknown")
+    }
 }
 
 pub(crate) fn promote_due(
@@ -770,8 +824,8 @@ mod tests {
     }
 
     fn store() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
         conn
     }
 

@@ -38,7 +38,6 @@ DROP INDEX IF EXISTS jobs_ready_age;
 CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX IF NOT EXISTS jobs_deadline ON jobs (deadline) WHERE state = 'running' AND deadline IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (worker_id) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state);
 CREATE TABLE IF NOT EXISTS queues (
@@ -55,6 +54,42 @@ CREATE TABLE IF NOT EXISTS cron (
 );
 CREATE INDEX IF NOT EXISTS cron_due ON cron (next_fire) WHERE paused = 0 AND next_fire IS NOT NULL;
 "#;
+
+/// Version 2: the multi-node contract. Jobs record the node whose lease covers them, a unique
+/// index makes a second unfinished holder of a unique key impossible, and nodes and the
+/// leader hold leases.
+const VERSION_2: &str = r#"
+ALTER TABLE jobs ADD COLUMN node_id TEXT;
+DROP INDEX IF EXISTS jobs_unique;
+CREATE UNIQUE INDEX jobs_unique_holder ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running');
+CREATE INDEX jobs_unique_recent ON jobs (unique_key, created_at) WHERE unique_key IS NOT NULL;
+CREATE INDEX jobs_node ON jobs (node_id) WHERE state = 'running';
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
+CREATE TABLE leaders (
+    role       TEXT PRIMARY KEY,
+    node_id    TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#;
+
+/// Brings the schema to the current version, in one transaction: the tables of version 1
+/// (created if missing), then each later version's changes once, counted in `user_version`.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version < 2 {
+        tx.execute_batch(VERSION_2)?;
+        tx.pragma_update(None, "user_version", 2)?;
+    }
+    tx.commit()
+}
 
 /// Settings every connection gets: WAL so readers never block the writer.
 pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {

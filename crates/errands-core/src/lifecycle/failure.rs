@@ -1,10 +1,10 @@
-//! What happens to a job after a failed attempt. Every store applies these rules, so retries
-//! behave the same on every backend.
+//! What happens to a job after a failed attempt.
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use crate::backoff::{seconds_to_duration, Backoff};
+use crate::job::{AttemptError, Job};
 use crate::state::JobState;
 
 /// Why an attempt ended without completing.
@@ -78,6 +78,45 @@ pub fn after_failure(
             state: JobState::Scheduled,
             run_at: now + delay,
         }
+    }
+}
+
+/// What a failed attempt writes to its job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedAttempt {
+    /// Where the job goes: `queued`, `scheduled` or `dead`.
+    pub state: JobState,
+    /// When it is next due.
+    pub run_at: DateTime<Utc>,
+    /// Set when it is dead.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When a dead job is purged.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The attempt's error, stamped with the attempt number.
+    pub error: AttemptError,
+}
+
+/// Decides what the failed current attempt of the running `job` writes: its next state per
+/// the retry policy, and the error to append. Dead jobs are kept `dead_retention` seconds.
+pub fn decide_failure(
+    job: &Job,
+    error: AttemptError,
+    cause: FailureCause,
+    now: DateTime<Utc>,
+    dead_retention: f64,
+    rng: &mut impl Rng,
+) -> FailedAttempt {
+    let next = after_failure(job.attempt, job.max_attempts, &job.backoff, cause, now, rng);
+    let dead = next.state == JobState::Dead;
+    FailedAttempt {
+        state: next.state,
+        run_at: next.run_at,
+        finished_at: dead.then_some(now),
+        expires_at: dead.then(|| now + seconds_to_duration(dead_retention)),
+        error: AttemptError {
+            attempt: job.attempt,
+            ..error
+        },
     }
 }
 

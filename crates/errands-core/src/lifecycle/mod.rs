@@ -1,0 +1,21 @@
+//! Lifecycle decisions: given a job as it is and what happened to it, what it becomes.
+//!
+//! Every function here is pure (no I/O, time and randomness passed in), so every backend
+//! applies the same rules: a backend reads the job, asks one of these functions, and writes
+//! the answer guarded by the state (and lease) it read, so a concurrent change on another node
+//! makes the write miss instead of overwriting it.
+
+mod cancel;
+pub mod cron;
+mod failure;
+mod refusal;
+mod release;
+mod retry;
+mod unique;
+
+pub use cancel::{decide_cancel, Cancellation};
+pub use failure::{after_failure, decide_failure, FailedAttempt, FailureCause, NextRun};
+pub use refusal::{decide_delete, Refused};
+pub use release::ReleaseCause;
+pub use retry::{decide_retry, RetryPlan};
+pub use unique::{UniqueRule, HOLDING_STATES};

@@ -1,0 +1,114 @@
+//! Notices between the nodes sharing a store: this node's changes go out in batches, and what
+//! other nodes (or applications enqueueing in their own transactions) changed comes in and is
+//! applied here: wake-ups, live events, aborts and pauses.
+
+use std::sync::Arc;
+
+use errands_core::event::Change;
+use errands_core::protocol::CancelReason;
+use errands_core::JobId;
+use errands_store::Notice;
+use tokio::sync::{broadcast, mpsc};
+
+use super::{Engine, ToWorker};
+
+/// Notices waiting to go out. Events are best-effort, like the event stream itself: if the
+/// store falls this far behind, newer ones are dropped rather than held without bound.
+pub(crate) const OUTBOX: usize = 65_536;
+
+/// Most notices sent in one call to the store.
+const BATCH: usize = 512;
+
+impl Engine {
+    /// Queues a notice for the other nodes, if there are any.
+    pub(crate) fn tell_others(&self, notice: Notice) {
+        if let Some(outbox) = &self.outbox {
+            if outbox.try_send(notice).is_err() {
+                metrics::counter!("errands_notices_dropped_total").increment(1);
+            }
+        }
+    }
+
+    /// Tells the worker holding job `id` to abort it, on this node or through the others.
+    pub(crate) fn abort(&self, worker_id: &str, id: JobId, reason: CancelReason) {
+        if !self
+            .workers
+            .send(worker_id, ToWorker::Cancel { id, reason })
+        {
+            self.tell_others(Notice::Abort {
+                worker_id: worker_id.to_owned(),
+                id,
+                reason,
+            });
+        }
+    }
+
+    /// Applies a notice from the store.
+    async fn apply(&self, notice: Notice) {
+        match notice {
+            Notice::Ready { queue } => self.signals.notify(&queue),
+            Notice::Scheduled => self.maintenance.notify_one(),
+            Notice::Event {
+                node,
+                id,
+                queue,
+                kind,
+                change,
+            } if node != self.node.id => {
+                if let Change::State { state, .. } = &change {
+                    self.wake_after_failure(&queue, *state);
+                }
+                self.events.publish(id, &queue, &kind, change, self.now());
+            }
+            Notice::Event { .. } => {}
+            Notice::Abort {
+                worker_id,
+                id,
+                reason,
+            } => {
+                self.workers
+                    .send(&worker_id, ToWorker::Cancel { id, reason });
+            }
+            Notice::Paused { queue, paused } => self.cache_paused(&queue, paused),
+            Notice::Resync => self.resync().await,
+        }
+    }
+
+    /// After notices may have been missed: every waiting worker looks again, the paused set
+    /// is reloaded and maintenance plans anew.
+    async fn resync(&self) {
+        self.signals.notify_all();
+        self.maintenance.notify_one();
+        if let Err(error) = self.reload_paused().await {
+            tracing::warn!(%error, "could not reload paused queues");
+        }
+    }
+}
+
+/// Sends this node's notices in batches until the task is dropped.
+pub async fn run_outbox(engine: Arc<Engine>, mut outbox: mpsc::Receiver<Notice>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while outbox.recv_many(&mut batch, BATCH).await > 0 {
+        let notices = std::mem::take(&mut batch);
+        if let Err(error) = engine.store.publish(notices).await {
+            tracing::warn!(%error, "could not send notices to the other nodes");
+        }
+    }
+}
+
+/// Applies notices from the store until the task is dropped.
+pub async fn run_inbox(engine: Arc<Engine>) {
+    let Some(mut inbox) = engine.store.notices() else {
+        return;
+    };
+    loop {
+        match inbox.recv().await {
+            Ok(notice) => engine.apply(notice).await,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "fell behind the notices of other nodes; resyncing");
+                engine.resync().await;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! This server node among the nodes sharing a store: its id, its lease, and its turn as the
+//! leader that runs the sweeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use errands_core::backoff::seconds_to_duration;
+use errands_store::{Heartbeat, Reap, MAINTENANCE_ROLE};
+
+use super::{Engine, ToWorker};
+use crate::error::EngineError;
+
+/// How long the leader's lease lasts. The leader renews it on every maintenance pass (at
+/// least once a second), so a dead leader's sweeps stop for at most this long.
+const LEADER_LEASE: Duration = Duration::from_secs(5);
+
+/// Who this node is and how long its lease lasts.
+pub(crate) struct Node {
+    /// Unique per process: a restarted server is a new node.
+    pub(crate) id: String,
+    /// Another node releases this node's jobs once it has not renewed its lease for this long.
+    pub(crate) lease: Duration,
+}
+
+impl Node {
+    pub(crate) fn new(lease: Duration) -> Self {
+        Self {
+            id: format!("node-{}", uuid::Uuid::now_v7()),
+            lease,
+        }
+    }
+}
+
+fn after(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    now + seconds_to_duration(duration.as_secs_f64())
+}
+
+impl Engine {
+    /// This node's id, recorded against every job its workers hold.
+    pub fn node_id(&self) -> &str {
+        &self.node.id
+    }
+
+    /// Registers this node before it claims anything. On a store no other process uses,
+    /// every job still running was held by an earlier process and is released at once.
+    pub(crate) async fn register_node(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        let expires_at = after(now, self.node.lease);
+        self.store.heartbeat(&self.node.id, now, expires_at).await?;
+        if !self.store.shared() {
+            let orphans = self
+                .store
+                .reap_nodes(Reap::AllBut(&self.node.id), now)
+                .await?;
+            if !orphans.is_empty() {
+                tracing::info!(
+                    jobs = orphans.len(),
+                    "returned jobs left running by the previous process"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews this node's lease. If it had lapsed, other nodes have released this node's
+    /// jobs: its worker connections are dropped, so the workers reconnect and start clean.
+    pub(crate) async fn renew_lease(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        let expires_at = after(now, self.node.lease);
+        let heartbeat = self.store.heartbeat(&self.node.id, now, expires_at).await?;
+        if heartbeat == Heartbeat::Registered {
+            tracing::warn!(
+                node_id = self.node.id,
+                "this node's lease had lapsed and its jobs were released; reconnecting workers"
+            );
+            for worker in self.workers.list() {
+                self.workers.send(&worker.id, ToWorker::Disconnect);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node runs the sweeps now. On an unshared store it always does; on a
+    /// shared one, the holder of the maintenance lease does (and every sweep is still
+    /// correct if two overlap during a hand-over).
+    pub(crate) async fn lead(&self, now: DateTime<Utc>) -> Result<bool, EngineError> {
+        if !self.store.shared() {
+            return Ok(true);
+        }
+        let until = after(now, LEADER_LEASE);
+        Ok(self
+            .store
+            .try_lead(MAINTENANCE_ROLE, &self.node.id, now, until)
+            .await?)
+    }
+
+    /// Releases the jobs of nodes whose lease expired. Their workers may be connected to
+    /// any node, so each is told to abort wherever it is.
+    pub(crate) async fn reap_dead_nodes(&self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        let released = self.store.reap_nodes(Reap::Expired, now).await?;
+        if !released.is_empty() {
+            tracing::warn!(
+                jobs = released.len(),
+                "released the jobs of server nodes that stopped"
+            );
+        }
+        for job in &released {
+            self.after_release(job);
+        }
+        Ok(())
+    }
+}
+
+/// Renews this node's lease every third of its length until the task is dropped.
+pub async fn run_lease_loop(engine: Arc<Engine>) {
+    if !engine.store.shared() {
+        return;
+    }
+    let mut tick = tokio::time::interval(engine.node.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = engine.renew_lease().await {
+            tracing::error!(%error, "could not renew this node's lease");
+        }
+    }
+}

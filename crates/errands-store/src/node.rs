@@ -1,0 +1,22 @@
+//! Server nodes sharing a store: their leases, and the leader lease for the sweeps.
+
+/// What renewing a node's lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The node had no lease: it is new, or it was presumed dead and its jobs were released.
+    Registered,
+    /// The node's lease was renewed.
+    Renewed,
+}
+
+/// Which nodes [`Store::reap_nodes`](crate::Store::reap_nodes) treats as gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reap<'a> {
+    /// Nodes whose lease expired (and jobs held by no known node).
+    Expired,
+    /// Every node but this one: a store only one server process uses, starting up.
+    AllBut(&'a str),
+}
+
+/// The leader role whose holder runs the maintenance sweeps.
+pub const MAINTENANCE_ROLE: &str = "maintenance";
