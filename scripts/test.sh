@@ -20,8 +20,14 @@ export ERRANDS_BIN="$target/release/errands"
 echo "== the README's server command resolves to the server"
 cargo run --release -q -- serve --help | grep -q -- "--listen"
 
+echo "== PostgreSQL for the tests that need it"
+bash scripts/postgres.sh
+
 echo "== cargo test"
 cargo test --release --workspace
+
+echo "== the server's integration tests again, on PostgreSQL"
+ERRANDS_TEST_STORE=postgres cargo test --release -p errands-server --tests
 
 echo "== examples against a real server"
 scratch=$(mktemp -d)

@@ -14,7 +14,7 @@ pub mod protocol;
 pub mod state;
 
 pub use backoff::Backoff;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use enqueue::{EnqueueRequest, Limits, NewJob, ValidationError};
 pub use id::JobId;
 pub use job::{AttemptError, Job, Progress};

@@ -1,6 +1,8 @@
 //! `/v1/events`: state changes and progress in order, filters, SSE, and a subscriber that
 //! stops reading being cut off without slowing the server.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,20 +10,22 @@ use errands_client::{Client, EnqueueOptions, HandlerError, JobContext, Worker};
 use errands_core::event::{Change, Event};
 use errands_core::{JobState, SystemClock};
 use errands_server::{RunningServer, ServerConfig};
-use errands_store::SqliteStore;
+use errands_store_postgres::testing::TestDatabase;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn server() -> (RunningServer, Client) {
-    let store = Arc::new(SqliteStore::temporary().unwrap());
+/// A server on the test run's backend, a client of it, and its database if it has one
+/// (keep it until the test ends).
+async fn server() -> (RunningServer, Client, Option<TestDatabase>) {
+    let (store, database) = common::test_store().await;
     let server = RunningServer::start(store, Arc::new(SystemClock), ServerConfig::default())
         .await
         .unwrap();
     let client = Client::new(server.url(), None).unwrap();
-    (server, client)
+    (server, client, database)
 }
 
 type Socket =
@@ -65,7 +69,7 @@ fn describe(event: &Event) -> String {
 
 #[tokio::test]
 async fn a_job_s_events_arrive_in_order_with_rising_sequence_numbers() {
-    let (server, client) = server().await;
+    let (server, client, _database) = server().await;
     let mut socket = subscribe(&server, "?queue=default").await;
     tokio::spawn(progress_worker(&client).run());
     let id = client
@@ -97,7 +101,7 @@ async fn a_job_s_events_arrive_in_order_with_rising_sequence_numbers() {
 
 #[tokio::test]
 async fn filters_keep_out_other_jobs() {
-    let (server, client) = server().await;
+    let (server, client, _database) = server().await;
     let other = client
         .enqueue_raw(
             "other",
@@ -139,7 +143,7 @@ async fn filters_keep_out_other_jobs() {
 
 #[tokio::test]
 async fn server_sent_events_serve_curl_and_browsers() {
-    let (server, client) = server().await;
+    let (server, client, _database) = server().await;
     let mut response = reqwest::get(format!("{}/v1/events?kind=sse", server.url()))
         .await
         .unwrap();
@@ -169,7 +173,7 @@ async fn server_sent_events_serve_curl_and_browsers() {
 
 #[tokio::test]
 async fn bad_filters_are_refused() {
-    let (server, _client) = server().await;
+    let (server, _client, _database) = server().await;
     let response = reqwest::get(format!("{}/v1/events?ids=nope", server.url()))
         .await
         .unwrap();
@@ -180,7 +184,7 @@ async fn bad_filters_are_refused() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_cut_off_and_dispatch_goes_on() {
-    let (server, client) = server().await;
+    let (server, client, _database) = server().await;
     let mut stalled = subscribe(&server, "").await;
     // Far more events than the socket buffers and the event buffer hold together.
     for _ in 0..10 {

@@ -1,6 +1,8 @@
 //! The job lifecycle end to end: a real server in-process, driven over HTTP and the worker
 //! socket by the Rust SDK. Time-dependent cases use a manual clock and run maintenance by hand.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use errands_client::{
 };
 use errands_core::{Clock, ManualClock, SystemClock};
 use errands_server::{RunningServer, ServerConfig};
-use errands_store::SqliteStore;
+use errands_store_postgres::testing::TestDatabase;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -20,12 +22,13 @@ struct Harness {
     server: RunningServer,
     client: Client,
     clock: Arc<ManualClock>,
+    _database: Option<TestDatabase>,
 }
 
 impl Harness {
     async fn start() -> Self {
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let store = Arc::new(SqliteStore::temporary().unwrap());
+        let (store, database) = common::test_store().await;
         let server = RunningServer::start(store, clock.clone(), ServerConfig::default())
             .await
             .unwrap();
@@ -34,6 +37,7 @@ impl Harness {
             server,
             client,
             clock,
+            _database: database,
         }
     }
 
@@ -364,7 +368,7 @@ async fn finished_jobs_are_deleted_after_their_retention() {
 #[tokio::test]
 async fn the_system_clock_drives_real_servers_too() {
     // Guard against tests above passing only because of the manual clock.
-    let store = Arc::new(SqliteStore::temporary().unwrap());
+    let (store, _database) = common::test_store().await;
     let server = RunningServer::start(store, Arc::new(SystemClock), ServerConfig::default())
         .await
         .unwrap();

@@ -1,24 +1,28 @@
 //! What operators watch: metrics after a known sequence of jobs, readiness, and the list of
 //! connected workers.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use errands_client::{Backoff, Client, EnqueueOptions, HandlerError, JobContext, JobState, Worker};
 use errands_core::SystemClock;
 use errands_server::{RunningServer, ServerConfig};
-use errands_store::SqliteStore;
+use errands_store_postgres::testing::TestDatabase;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn server() -> (RunningServer, Client) {
-    let store = Arc::new(SqliteStore::temporary().unwrap());
+/// A server on the test run's backend, a client of it, and its database if it has one
+/// (keep it until the test ends).
+async fn server() -> (RunningServer, Client, Option<TestDatabase>) {
+    let (store, database) = common::test_store().await;
     let server = RunningServer::start(store, Arc::new(SystemClock), ServerConfig::default())
         .await
         .unwrap();
     let client = Client::new(server.url(), None).unwrap();
-    (server, client)
+    (server, client, database)
 }
 
 /// The value of the sample whose name and labels are exactly `series`, or 0 when absent.
@@ -48,7 +52,7 @@ async fn scrape(server: &RunningServer) -> String {
 #[tokio::test]
 async fn metrics_count_a_known_sequence_of_jobs() {
     // Metrics are process-wide; a queue name of its own keeps this test's series apart.
-    let (server, client) = server().await;
+    let (server, client, _database) = server().await;
     let queue = "metrics-known-sequence";
     let worker = Worker::builder(client.clone())
         .queues([queue])
@@ -145,7 +149,7 @@ async fn metrics_count_a_known_sequence_of_jobs() {
 
 #[tokio::test]
 async fn readiness_means_the_store_answers() {
-    let (server, _client) = server().await;
+    let (server, _client, _database) = server().await;
     let response = reqwest::get(format!("{}/readyz", server.url()))
         .await
         .unwrap();
@@ -155,7 +159,7 @@ async fn readiness_means_the_store_answers() {
 
 #[tokio::test]
 async fn connected_workers_are_listed_with_what_they_hold() {
-    let (server, client) = server().await;
+    let (server, client, _database) = server().await;
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
     let worker = Worker::builder(client.clone())
         .name("listing-test")

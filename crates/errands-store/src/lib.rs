@@ -15,6 +15,6 @@ pub use node::{Heartbeat, Reap, MAINTENANCE_ROLE};
 pub use notice::Notice;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use store::{
-    ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueCounts,
-    QueueInfo, ReleasedJob, Store, StoredCron,
+    apply_report, ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob,
+    QueueCounts, QueueInfo, ReleasedJob, Report, Reported, Store, StoredCron,
 };

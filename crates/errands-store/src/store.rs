@@ -143,6 +143,56 @@ pub struct CompletedJob {
     pub started_at: Option<DateTime<Utc>>,
 }
 
+/// A worker's report on a job it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    /// It finished: see [`Store::complete`].
+    Complete {
+        /// The job.
+        id: JobId,
+        /// What it returned.
+        result: Option<Value>,
+    },
+    /// Its attempt failed: see [`Store::fail`].
+    Fail {
+        /// The job.
+        id: JobId,
+        /// The error (the store stamps the attempt number).
+        error: AttemptError,
+        /// What the worker asked for.
+        cause: FailureCause,
+    },
+    /// It made progress: see [`Store::progress`].
+    Progress {
+        /// The job.
+        id: JobId,
+        /// What it reported.
+        progress: Progress,
+    },
+}
+
+impl Report {
+    /// The job it is about.
+    pub fn id(&self) -> JobId {
+        match self {
+            Report::Complete { id, .. } | Report::Fail { id, .. } | Report::Progress { id, .. } => {
+                *id
+            }
+        }
+    }
+}
+
+/// What a report did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reported {
+    /// The job completed.
+    Completed(CompletedJob),
+    /// The attempt failed; the job as it is now.
+    Failed(Box<Job>),
+    /// The progress was recorded.
+    Progressed,
+}
+
 /// A job that changed state without anyone holding it (promotion of a due job).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MovedJob {
@@ -219,6 +269,29 @@ pub struct FiredCron {
     pub job: Enqueued,
 }
 
+/// Applies one report through the store's single-report methods.
+pub async fn apply_report<S: Store + ?Sized>(
+    store: &S,
+    worker_id: &str,
+    report: Report,
+    now: DateTime<Utc>,
+) -> Result<Reported, StoreError> {
+    match report {
+        Report::Complete { id, result } => store
+            .complete(id, worker_id, result, now)
+            .await
+            .map(Reported::Completed),
+        Report::Fail { id, error, cause } => store
+            .fail(id, worker_id, error, cause, now)
+            .await
+            .map(|job| Reported::Failed(Box::new(job))),
+        Report::Progress { id, progress } => store
+            .progress(id, worker_id, progress)
+            .await
+            .map(|()| Reported::Progressed),
+    }
+}
+
 /// A job store. Every method is one atomic step: it fully happens or, on error, not at all.
 /// Methods taking `now` read no clock of their own, so callers control time. Every state
 /// change is guarded by the state (and lease) it expects, so any number of server nodes may
@@ -282,6 +355,21 @@ pub trait Store: Send + Sync + 'static {
         cause: FailureCause,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
+
+    /// Applies a worker's reports in the order given (two reports on one job land in the
+    /// order it sent them), each with its own outcome. Backends may write them together.
+    async fn report(
+        &self,
+        worker_id: &str,
+        reports: Vec<Report>,
+        now: DateTime<Utc>,
+    ) -> Vec<Result<Reported, StoreError>> {
+        let mut outcomes = Vec::with_capacity(reports.len());
+        for report in reports {
+            outcomes.push(apply_report(self, worker_id, report, now).await);
+        }
+        outcomes
+    }
 
     /// Records progress of a job the worker holds.
     async fn progress(

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the job server.
     Serve(serve::ServeArgs),
+    /// Bring a database's schema up to this version, then exit.
+    Migrate(serve::MigrateArgs),
     /// Enqueue a job.
     Enqueue(commands::EnqueueArgs),
     /// Show one job.
@@ -48,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Migrate(args) => serve::migrate(args).await,
         Command::Enqueue(args) => commands::enqueue(args).await,
         Command::Job(args) => commands::job(args).await,
         Command::Jobs(args) => commands::jobs(args).await,

@@ -4,14 +4,62 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use errands_core::{Limits, SystemClock};
+use errands_core::{Clock, Limits, OffsetClock, SystemClock};
 use errands_server::ServerConfig;
 use errands_store::sqlite::SqliteOptions;
 use errands_store::{SqliteStore, Store, SyncMode};
+use errands_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
+
+/// Where jobs are kept: a SQLite file, or a PostgreSQL database that several nodes share.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Database {
+    /// A SQLite file (created if missing).
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// `--db`: a PostgreSQL URL, or else a SQLite file path.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(Database::Postgres(value.to_owned()))
+        } else if value.contains("://") {
+            Err(format!(
+                "unsupported database URL {value:?}: give a postgres:// URL or a SQLite file path"
+            ))
+        } else {
+            Ok(Database::Sqlite(PathBuf::from(value)))
+        }
+    }
+
+    /// How logs name it: the URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
 
 /// Options of `errands serve`.
 #[derive(Args)]
@@ -19,9 +67,19 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "ERRANDS_LISTEN", default_value = "127.0.0.1:7733")]
     listen: SocketAddr,
-    /// SQLite database file.
-    #[arg(long, env = "ERRANDS_DB", default_value = "errands.db")]
-    db: PathBuf,
+    /// Where jobs are kept: a SQLite file, or postgres://user@host/dbname to share one
+    /// PostgreSQL database between any number of server nodes.
+    #[arg(long, env = "ERRANDS_DB", default_value = "errands.db", value_parser = Database::parse)]
+    db: Database,
+    /// On PostgreSQL: refuse to start (instead of migrating) if the schema is behind.
+    #[arg(long)]
+    no_migrate: bool,
+    /// On PostgreSQL: how long after a node's last heartbeat other nodes release its jobs.
+    #[arg(long, env = "ERRANDS_NODE_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
+    node_lease: Duration,
+    /// On PostgreSQL: most database connections this node opens.
+    #[arg(long, default_value_t = 16)]
+    db_connections: usize,
     /// Use a throwaway store, deleted on exit (for tests).
     #[arg(long, conflicts_with = "db")]
     memory: bool,
@@ -49,26 +107,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let store: Arc<dyn Store> = if args.memory {
-        Arc::new(SqliteStore::temporary()?)
-    } else {
-        let options = SqliteOptions {
-            sync: args.sync.parse::<SyncMode>().map_err(anyhow::Error::msg)?,
-            dead_retention: args.dead_retention.as_secs_f64(),
-        };
-        Arc::new(
-            SqliteStore::open(&args.db, options)
-                .with_context(|| format!("opening {}", args.db.display()))?,
-        )
-    };
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let store_name = if args.memory {
         "memory".to_owned()
     } else {
-        args.db.display().to_string()
+        args.db.display()
     };
+    let (store, clock) = open_store(&args).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     // With port 0 the system picks one; say which, so scripts and tests can find it.
     let listen = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%listen, store = %store_name, "errands serving");
@@ -77,17 +124,101 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_args_bytes: args.max_args_bytes,
         },
+        node_lease: args.node_lease,
         ..ServerConfig::default()
     };
-    errands_server::serve(
-        listener,
-        store,
-        Arc::new(SystemClock),
-        config,
-        shutdown_signal(),
-    )
-    .await?;
+    errands_server::serve(listener, store, clock, config, shutdown_signal()).await?;
     tracing::info!("errands stopped");
+    Ok(())
+}
+
+/// Opens the store `args` name, and the clock to read time from: the database's on
+/// PostgreSQL, so every node agrees on leases and due times.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Clock>)> {
+    if args.memory {
+        return Ok((Arc::new(SqliteStore::temporary()?), Arc::new(SystemClock)));
+    }
+    let dead_retention = args.dead_retention.as_secs_f64();
+    match &args.db {
+        Database::Sqlite(path) => {
+            let options = SqliteOptions {
+                sync: args.sync.parse::<SyncMode>().map_err(anyhow::Error::msg)?,
+                dead_retention,
+            };
+            let store = SqliteStore::open(path, options)
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok((Arc::new(store), Arc::new(SystemClock)))
+        }
+        Database::Postgres(url) => {
+            let options = PostgresOptions {
+                dead_retention,
+                max_connections: args.db_connections,
+                migrate: !args.no_migrate,
+            };
+            let store = PostgresStore::connect(url, options)
+                .await
+                .with_context(|| format!("opening {}", args.db.display()))?;
+            let clock = Arc::new(OffsetClock::new());
+            calibrate(&store, &clock).await?;
+            tokio::spawn(keep_calibrated(store.clone(), clock.clone()));
+            Ok((Arc::new(store), clock))
+        }
+    }
+}
+
+/// How often a node re-reads the database clock.
+const CALIBRATE_EVERY: Duration = Duration::from_secs(30);
+
+async fn calibrate(store: &PostgresStore, clock: &OffsetClock) -> anyhow::Result<()> {
+    let sent = chrono::Utc::now();
+    let reference = store
+        .current_time()
+        .await
+        .context("reading the database clock")?;
+    clock.calibrate(sent, reference, chrono::Utc::now());
+    Ok(())
+}
+
+async fn keep_calibrated(store: PostgresStore, clock: Arc<OffsetClock>) {
+    loop {
+        tokio::time::sleep(CALIBRATE_EVERY).await;
+        if let Err(error) = calibrate(&store, &clock).await {
+            tracing::warn!(%error, "could not read the database clock");
+        }
+    }
+}
+
+/// Options of `errands migrate`.
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// The database to migrate: postgres://user@host/dbname (a SQLite file is migrated too).
+    #[arg(long, env = "ERRANDS_DB", value_parser = Database::parse)]
+    db: Database,
+}
+
+/// Brings the database's schema up to this version of errands, then exits.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    match &args.db {
+        Database::Postgres(url) => {
+            let applied = PostgresStore::migrate(url)
+                .await
+                .with_context(|| format!("migrating {}", args.db.display()))?;
+            if applied.is_empty() {
+                println!(
+                    "{}: schema is current (version {})",
+                    args.db.display(),
+                    errands_store_postgres::current_version()
+                );
+            } else {
+                println!("{}: applied migrations {applied:?}", args.db.display());
+            }
+        }
+        Database::Sqlite(path) => {
+            SqliteStore::open(path, SqliteOptions::default())
+                .with_context(|| format!("migrating {}", path.display()))?;
+            println!("{}: schema is current", path.display());
+        }
+    }
     Ok(())
 }
 
@@ -111,5 +242,29 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_postgres_and_paths_sqlite() {
+        assert_eq!(
+            Database::parse("postgres://u@h/d"),
+            Ok(Database::Postgres("postgres://u@h/d".into()))
+        );
+        assert_eq!(
+            Database::parse("./jobs.db"),
+            Ok(Database::Sqlite("./jobs.db".into()))
+        );
+        assert!(Database::parse("mysql://h/d").is_err());
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        let db = Database::parse("postgres://app:s3cret@db:5432/jobs").unwrap();
+        assert_eq!(db.display(), "postgres://app:***@db:5432/jobs");
     }
 }

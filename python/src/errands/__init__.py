@@ -44,6 +44,7 @@ from .job import Job, JobEvents
 from .models import JobError, JobInfo, JobState, Progress
 from .spec import Backoff, JobSpec
 from .task import Enqueuer, Task
+from .transactional import EnqueueResult, enqueue_in, enqueue_many_in
 from .worker import Worker
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "Context",
     "CronSchedule",
     "CronSpec",
+    "EnqueueResult",
     "Enqueuer",
     "ErrandsError",
     "EventStream",
@@ -83,4 +85,6 @@ __all__ = [
     "Unauthorized",
     "Worker",
     "__version__",
+    "enqueue_in",
+    "enqueue_many_in",
 ]

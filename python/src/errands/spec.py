@@ -15,7 +15,16 @@ from typing import Any, Literal
 from .errors import SerializationError
 from .models import format_time, parse_time, seconds
 
-__all__ = ["Backoff", "JobSpec", "args_error", "decode_args", "dumps", "encode_args"]
+__all__ = [
+    "Backoff",
+    "JobSpec",
+    "args_error",
+    "body_head",
+    "decode_args",
+    "dumps",
+    "encode_args",
+    "job_body",
+]
 
 Duration = float | timedelta
 
@@ -47,6 +56,28 @@ def encode_args(kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> di
     except (TypeError, ValueError) as exc:
         raise args_error(kind, exc) from exc
     return packed
+
+
+def body_head(template: JobSpec) -> str:
+    """The ``POST /v1/jobs`` body of ``template`` up to its args: ``{"kind":...,"args":``.
+
+    ``template`` carries no args (a task's defaults); :func:`job_body` completes it.
+    """
+    return dumps(template.to_body())[:-1] + ',"args":'
+
+
+def job_body(kind: str, head: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """The whole ``POST /v1/jobs`` body: ``head`` (from :func:`body_head`) plus the call's
+    arguments as ``{"args": [...], "kwargs": {...}}``.
+
+    Raises:
+        SerializationError: an argument is not JSON-serialisable.
+    """
+    try:
+        packed = dumps({"args": args, "kwargs": kwargs})
+    except (TypeError, ValueError) as exc:
+        raise args_error(kind, exc) from exc
+    return head + packed + "}"
 
 
 def decode_args(args: Any) -> tuple[list[Any], dict[str, Any]]:

@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from .spec import Backoff, JobSpec, args_error, dumps, encode_args
+from .spec import Backoff, JobSpec, body_head, encode_args, job_body
+from .transactional import EnqueueResult, enqueue_body_in
 
 if TYPE_CHECKING:
     from .app import App
@@ -98,16 +99,29 @@ class Enqueuer(Generic[P, R]):
             SerializationError: an argument is not JSON-serialisable (nothing is sent).
             Rejected, Unauthorized, ConnectionFailed: the server refused or was unreachable.
         """
+        return await self._app.client.enqueue_json(self._body(args, kwargs))
+
+    async def enqueue_in(self, conn: Any, /, *args: P.args, **kwargs: P.kwargs) -> EnqueueResult:
+        """Enqueue one job inside the caller's own PostgreSQL transaction.
+
+        ``conn`` is an asyncpg connection, a psycopg ``AsyncConnection`` or a SQLAlchemy
+        ``AsyncSession``/``AsyncConnection`` on the errands database. The job is stored (and
+        workers are woken) only if that transaction commits. The body is the one
+        :meth:`enqueue` sends; see :func:`errands.enqueue_in`.
+
+        Raises:
+            SerializationError: an argument is not JSON-serialisable (nothing is sent).
+            Rejected: a bad field (``.field`` names it); the transaction is aborted.
+        """
+        return await enqueue_body_in(conn, self._body(args, kwargs))
+
+    def _body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         # The same body as `client.enqueue(self.spec(...))`, but only the arguments are
         # serialised per call, once: this is the path one-by-one producers take.
         head = self._body_head
         if head is None:
-            head = self._body_head = dumps(self._template.to_body())[:-1] + ',"args":'
-        try:
-            packed = dumps({"args": args, "kwargs": kwargs})
-        except (TypeError, ValueError) as exc:
-            raise args_error(self.kind, exc) from exc
-        return await self._app.client.enqueue_json(head + packed + "}")
+            head = self._body_head = body_head(self._template)
+        return job_body(self.kind, head, args, kwargs)
 
 
 def _is_async(func: Callable[..., Any]) -> bool:

@@ -9,6 +9,7 @@ mod maintenance;
 mod names;
 mod node;
 mod registry;
+mod reports;
 mod signals;
 mod telemetry;
 mod throughput;
@@ -19,16 +20,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use errands_core::event::Change;
-use errands_core::lifecycle::FailureCause;
-use errands_core::protocol::{CancelReason, FailError};
-use errands_core::{
-    AttemptError, Clock, EnqueueRequest, Job, JobId, JobState, Limits, Progress, ValidationError,
-};
+use errands_core::protocol::CancelReason;
+use errands_core::{Clock, EnqueueRequest, Job, JobId, JobState, Limits};
 use errands_store::{
-    ClaimRequest, CompletedJob, Enqueued, JobFilter, JobPage, Notice, QueueInfo, ReleasedJob,
-    Store, StoreError,
+    ClaimRequest, Enqueued, JobFilter, JobPage, Notice, QueueInfo, ReleasedJob, Store, StoreError,
 };
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +32,7 @@ pub use events::{EventHub, EVENT_BUFFER};
 pub use maintenance::run_maintenance_loop;
 pub use node::run_lease_loop;
 pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
+pub use reports::WorkerReport;
 pub use signals::QueueSignals;
 
 use crate::error::EngineError;
@@ -379,72 +376,6 @@ impl Engine {
         }
         let moved = self.store.unclaim(worker_id, ids).await?;
         self.wake_queues(moved.iter().map(|job| job.queue.as_str()));
-        Ok(())
-    }
-
-    /// A worker finished a job.
-    pub async fn complete(
-        &self,
-        worker_id: &str,
-        id: JobId,
-        result: Option<Value>,
-    ) -> Result<CompletedJob, EngineError> {
-        let now = self.now();
-        let job = self.store.complete(id, worker_id, result, now).await?;
-        telemetry::completed(&job, now);
-        self.throughput.record(&job.queue, now);
-        self.publish_state(
-            job.id,
-            &job.queue,
-            &job.kind,
-            JobState::Completed,
-            job.attempt,
-        );
-        Ok(job)
-    }
-
-    /// A worker reports a failed attempt.
-    pub async fn fail(
-        &self,
-        worker_id: &str,
-        id: JobId,
-        error: FailError,
-        retry: bool,
-        retry_after: Option<f64>,
-    ) -> Result<Job, EngineError> {
-        let now = self.now();
-        // The store stamps the attempt number; the worker's report does not carry it.
-        let attempt = AttemptError {
-            attempt: 0,
-            kind: error.kind,
-            message: error.message,
-            traceback: error.traceback,
-            at: now,
-        };
-        let cause = FailureCause::Reported { retry, retry_after };
-        let job = self.store.fail(id, worker_id, attempt, cause, now).await?;
-        telemetry::attempt_failed(&job, now);
-        self.publish_job(&job);
-        self.wake_after_failure(&job.queue, job.state);
-        Ok(job)
-    }
-
-    /// A worker reports progress on a job of `queue` and `kind`.
-    pub async fn progress(
-        &self,
-        worker_id: &str,
-        id: JobId,
-        (queue, kind): (&str, &str),
-        progress: Progress,
-    ) -> Result<(), EngineError> {
-        if let Some(percent) = progress.percent {
-            if !(0.0..=100.0).contains(&percent) {
-                let message = format!("percent must be between 0 and 100, got {percent}");
-                return Err(ValidationError::new("percent", message).into());
-            }
-        }
-        self.store.progress(id, worker_id, progress.clone()).await?;
-        self.publish_change(id, queue, kind, Change::Progress { progress });
         Ok(())
     }
 

@@ -101,6 +101,8 @@ impl Engine {
         if !self.store.shared() {
             return Ok(());
         }
+        // A leader never reaps itself: its own lease is renewed at the time it sweeps at.
+        self.renew_lease().await?;
         let released = self.store.reap_nodes(Reap::Expired, now).await?;
         if !released.is_empty() {
             tracing::warn!(

@@ -6,9 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use errands_core::protocol::WorkerMessage;
 use errands_core::{Job, JobId};
-use futures_util::future::join_all;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -36,8 +34,8 @@ pub(crate) struct ClaimOrder {
     pub wanted: usize,
 }
 
-/// Starts a round: applies `reports` in order and makes `claim`, concurrently, so all of it
-/// lands in one group commit.
+/// Starts a round: applies `reports` in order and makes `claim`, concurrently, so on SQLite
+/// all of it lands in one group commit.
 pub(crate) fn start(
     engine: Arc<Engine>,
     worker_id: String,
@@ -45,12 +43,13 @@ pub(crate) fn start(
     claim: Option<ClaimOrder>,
 ) -> InFlight {
     Box::pin(async move {
-        // join_all polls in order, so the writes reach the store in the order they came.
-        let applied = join_all(
-            reports
-                .into_iter()
-                .map(|report| report.apply(&engine, &worker_id)),
-        );
+        let applied = async {
+            if reports.is_empty() {
+                Vec::new()
+            } else {
+                engine.apply_reports(&worker_id, reports).await
+            }
+        };
         let claimed = async {
             let claim = claim?;
             let jobs = engine.claim(&worker_id, claim.queues, claim.wanted).await;
@@ -65,40 +64,4 @@ pub(crate) fn start(
 }
 
 /// One job report from the worker, ready to be written.
-pub(crate) struct ReportWrite {
-    pub id: JobId,
-    /// The job's queue and kind, for a progress report's event.
-    pub labels: Option<(String, String)>,
-    pub report: WorkerMessage,
-}
-
-impl ReportWrite {
-    async fn apply(self, engine: &Engine, worker_id: &str) -> (JobId, Result<(), EngineError>) {
-        let outcome = match self.report {
-            WorkerMessage::Complete { id, result } => {
-                engine.complete(worker_id, id, result).await.map(|_| ())
-            }
-            WorkerMessage::Fail {
-                id,
-                error,
-                retry,
-                retry_after,
-            } => engine
-                .fail(worker_id, id, error, retry, retry_after)
-                .await
-                .map(|_| ()),
-            WorkerMessage::Progress { id, progress } => {
-                let (queue, kind) = self
-                    .labels
-                    .as_ref()
-                    .map(|(queue, kind)| (queue.as_str(), kind.as_str()))
-                    .unwrap_or_default();
-                engine
-                    .progress(worker_id, id, (queue, kind), progress)
-                    .await
-            }
-            WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => Ok(()),
-        };
-        (self.id, outcome)
-    }
-}
+pub(crate) type ReportWrite = crate::engine::WorkerReport;

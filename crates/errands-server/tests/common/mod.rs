@@ -13,7 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use errands_core::{Limits, ManualClock};
 use errands_server::{RunningServer, ServerConfig};
-use errands_store::SqliteStore;
+use errands_store::{SqliteStore, Store};
+use errands_store_postgres::testing::TestDatabase;
+use errands_store_postgres::{PostgresOptions, PostgresStore};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -42,12 +44,31 @@ pub fn time(value: &Value) -> DateTime<Utc> {
         .unwrap_or_else(|e| panic!("not a timestamp: {value}: {e}"))
 }
 
-/// An in-process server on a throwaway SQLite store, with its clock stopped at [`START`].
+/// An in-process server on a throwaway store, with its clock stopped at [`START`]. The store
+/// is SQLite, or with `ERRANDS_TEST_STORE=postgres` a fresh PostgreSQL database: the test
+/// command runs these tests on both.
 pub struct TestServer {
     pub server: RunningServer,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
     token: Option<String>,
+    /// Dropped after the server, so the database outlives its connections' users.
+    _database: Option<TestDatabase>,
+}
+
+/// A throwaway store of the backend the test run asks for.
+pub async fn test_store() -> (Arc<dyn Store>, Option<TestDatabase>) {
+    match std::env::var("ERRANDS_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let database = TestDatabase::create().await;
+            let store = PostgresStore::connect(&database.url(), PostgresOptions::default())
+                .await
+                .expect("connect to the test database");
+            (Arc::new(store), Some(database))
+        }
+        Ok("sqlite") | Err(_) => (Arc::new(SqliteStore::temporary().unwrap()), None),
+        Ok(other) => panic!("ERRANDS_TEST_STORE={other}: expected sqlite or postgres"),
+    }
 }
 
 impl TestServer {
@@ -68,7 +89,7 @@ impl TestServer {
     /// A server with `config`. Requests carry the config's token, if it has one.
     pub async fn with_config(config: ServerConfig) -> Self {
         let clock = Arc::new(ManualClock::new(start_time()));
-        let store = Arc::new(SqliteStore::temporary().unwrap());
+        let (store, database) = test_store().await;
         let token = config.token.clone();
         let server = RunningServer::start(store, clock.clone(), config)
             .await
@@ -78,6 +99,7 @@ impl TestServer {
             clock,
             http: reqwest::Client::new(),
             token,
+            _database: database,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::error::StoreError;
 use crate::node::{Heartbeat, Reap};
 use crate::store::{
     ClaimRequest, CompletedJob, Enqueued, FiredCron, JobFilter, JobPage, MovedJob, QueueInfo,
-    ReleasedJob, Store, StoredCron,
+    ReleasedJob, Report, Reported, Store, StoredCron,
 };
 use writer::Op;
 
@@ -283,6 +283,20 @@ impl Store for SqliteStore {
             ops::fail(conn, id, &worker_id, error, cause, now, dead_retention)
         })
         .await
+    }
+
+    async fn report(
+        &self,
+        worker_id: &str,
+        reports: Vec<Report>,
+        now: DateTime<Utc>,
+    ) -> Vec<Result<Reported, StoreError>> {
+        // join_all polls in order, so the writes reach the writer's queue in the order given,
+        // and all of them share one group commit.
+        let writes = reports
+            .into_iter()
+            .map(|report| crate::store::apply_report(self, worker_id, report, now));
+        futures_util::future::join_all(writes).await
     }
 
     async fn progress(

@@ -1,0 +1,147 @@
+//! Workers' reports (complete, fail, progress): written to the store together, in the order
+//! the worker sent them, then counted and published one by one.
+
+use errands_core::event::Change;
+use errands_core::lifecycle::FailureCause;
+use errands_core::protocol::WorkerMessage;
+use errands_core::{AttemptError, JobId, JobState, Progress, ValidationError};
+use errands_store::{Report, Reported};
+
+use super::{telemetry, Engine};
+use crate::error::EngineError;
+
+/// One report from a worker on a job it holds.
+pub struct WorkerReport {
+    /// The job.
+    pub id: JobId,
+    /// The job's queue and kind, for a progress report's event.
+    pub labels: Option<(String, String)>,
+    /// What the worker said.
+    pub report: WorkerMessage,
+}
+
+/// A report turned into a store write, and what publishing it needs afterwards.
+enum Prepared {
+    Write(Report, Option<(String, String)>),
+    Refused(EngineError),
+    Nothing,
+}
+
+impl Engine {
+    /// Applies a worker's reports in order and returns each one's outcome.
+    pub async fn apply_reports(
+        &self,
+        worker_id: &str,
+        reports: Vec<WorkerReport>,
+    ) -> Vec<(JobId, Result<(), EngineError>)> {
+        let now = self.now();
+        let ids: Vec<JobId> = reports.iter().map(|r| r.id).collect();
+        let prepared: Vec<Prepared> = reports.into_iter().map(|r| prepare(r, now)).collect();
+        let (writes, labels): (Vec<Report>, Vec<Option<(String, String)>>) = prepared
+            .iter()
+            .filter_map(|p| match p {
+                Prepared::Write(report, labels) => Some((report.clone(), labels.clone())),
+                _ => None,
+            })
+            .unzip();
+        let mut written = self
+            .store
+            .report(worker_id, writes.clone(), now)
+            .await
+            .into_iter()
+            .zip(writes.into_iter().zip(labels));
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for (id, prepared) in ids.into_iter().zip(prepared) {
+            let outcome = match prepared {
+                Prepared::Write(..) => match written.next() {
+                    Some((Ok(reported), (report, labels))) => {
+                        self.after_report(reported, report, labels, now);
+                        Ok(())
+                    }
+                    Some((Err(error), _)) => Err(error.into()),
+                    None => Err(EngineError::Store(errands_store::StoreError::Backend(
+                        "the store returned fewer outcomes than reports".into(),
+                    ))),
+                },
+                Prepared::Refused(error) => Err(error),
+                Prepared::Nothing => Ok(()),
+            };
+            outcomes.push((id, outcome));
+        }
+        outcomes
+    }
+
+    /// Counts and publishes what a report did.
+    fn after_report(
+        &self,
+        reported: Reported,
+        report: Report,
+        labels: Option<(String, String)>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        match reported {
+            Reported::Completed(job) => {
+                telemetry::completed(&job, now);
+                self.throughput.record(&job.queue, now);
+                self.publish_state(
+                    job.id,
+                    &job.queue,
+                    &job.kind,
+                    JobState::Completed,
+                    job.attempt,
+                );
+            }
+            Reported::Failed(job) => {
+                telemetry::attempt_failed(&job, now);
+                self.publish_job(&job);
+                self.wake_after_failure(&job.queue, job.state);
+            }
+            Reported::Progressed => {
+                if let (Report::Progress { id, progress }, Some((queue, kind))) = (report, labels) {
+                    self.publish_change(id, &queue, &kind, Change::Progress { progress });
+                }
+            }
+        }
+    }
+}
+
+/// Checks a report and turns it into the store write it asks for.
+fn prepare(report: WorkerReport, now: chrono::DateTime<chrono::Utc>) -> Prepared {
+    match report.report {
+        WorkerMessage::Complete { id, result } => {
+            Prepared::Write(Report::Complete { id, result }, None)
+        }
+        WorkerMessage::Fail {
+            id,
+            error,
+            retry,
+            retry_after,
+        } => {
+            // The store stamps the attempt number; the worker's report does not carry it.
+            let error = AttemptError {
+                attempt: 0,
+                kind: error.kind,
+                message: error.message,
+                traceback: error.traceback,
+                at: now,
+            };
+            let cause = FailureCause::Reported { retry, retry_after };
+            Prepared::Write(Report::Fail { id, error, cause }, None)
+        }
+        WorkerMessage::Progress { id, progress } => match check_progress(&progress) {
+            Ok(()) => Prepared::Write(Report::Progress { id, progress }, report.labels),
+            Err(error) => Prepared::Refused(error.into()),
+        },
+        WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => Prepared::Nothing,
+    }
+}
+
+fn check_progress(progress: &Progress) -> Result<(), ValidationError> {
+    match progress.percent {
+        Some(percent) if !(0.0..=100.0).contains(&percent) => Err(ValidationError::new(
+            "percent",
+            format!("percent must be between 0 and 100, got {percent}"),
+        )),
+        _ => Ok(()),
+    }
+}
