@@ -42,6 +42,12 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// The application's database refused or failed a transactional enqueue.
+    #[error("database: {message}")]
+    Database {
+        /// The database's message.
+        message: String,
+    },
     /// A value could not be (de)serialised.
     #[error("serialisation: {0}")]
     Serde(#[from] serde_json::Error),

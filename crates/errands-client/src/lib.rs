@@ -33,6 +33,8 @@ mod events;
 mod job;
 mod options;
 mod socket;
+#[cfg(feature = "postgres")]
+pub mod transactional;
 pub mod worker;
 
 pub use client::Client;

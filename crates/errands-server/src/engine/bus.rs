@@ -19,6 +19,11 @@ pub(crate) const OUTBOX: usize = 65_536;
 /// Most notices sent in one call to the store.
 const BATCH: usize = 512;
 
+/// How often idle workers look for jobs even without a notice: a notice lost with the
+/// listener's connection (or never sent, behind a pooler that drops LISTEN) delays a job by
+/// at most this long.
+const POLL_FALLBACK: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Engine {
     /// Queues a notice for the other nodes, if there are any.
     pub(crate) fn tell_others(&self, notice: Notice) {
@@ -101,8 +106,17 @@ pub async fn run_inbox(engine: Arc<Engine>) {
     let Some(mut inbox) = engine.store.notices() else {
         return;
     };
+    let mut poll = tokio::time::interval(POLL_FALLBACK);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match inbox.recv().await {
+        let received = tokio::select! {
+            received = inbox.recv() => received,
+            _ = poll.tick() => {
+                engine.signals.notify_all();
+                continue;
+            }
+        };
+        match received {
             Ok(notice) => engine.apply(notice).await,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "fell behind the notices of other nodes; resyncing");
