@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "enqueue_function",
         sql: include_str!("../migrations/0002_enqueue_function.sql"),
     },
+    Migration {
+        version: 3,
+        name: "workers",
+        sql: include_str!("../migrations/0003_workers.sql"),
+    },
 ];
 
 /// The schema version this build of errands needs.

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use errands_core::lifecycle::ReleaseCause;
-use errands_store::{Heartbeat, Reap, ReleasedJob, StoreError};
+use errands_store::{Heartbeat, Reap, RecordedWorker, ReleasedJob, StoreError};
+use tokio_postgres::types::Json;
 
 use crate::error::from_pg;
 use crate::notify::Wakeups;
@@ -46,7 +47,58 @@ pub(crate) async fn remove_node(
         .execute("DELETE FROM nodes WHERE id = $1", &[&node_id])
         .await
         .map_err(from_pg)?;
+    client
+        .execute("DELETE FROM workers WHERE node_id = $1", &[&node_id])
+        .await
+        .map_err(from_pg)?;
     Ok(())
+}
+
+/// Replaces the worker rows of `node_id` with `workers`.
+pub(crate) async fn record_workers(
+    client: &impl GenericClient,
+    node_id: &str,
+    workers: &[RecordedWorker],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+    let infos: Vec<Json<&serde_json::Value>> = workers.iter().map(|w| Json(&w.info)).collect();
+    client
+        .execute(
+            "DELETE FROM workers WHERE node_id = $1 AND id <> ALL($2)",
+            &[&node_id, &ids],
+        )
+        .await
+        .map_err(from_pg)?;
+    client
+        .execute(
+            "INSERT INTO workers (id, node_id, info, updated_at) \
+             SELECT id, $1, info, $4 FROM unnest($2::text[], $3::jsonb[]) AS w(id, info) \
+             ON CONFLICT (id) DO UPDATE SET node_id = excluded.node_id, info = excluded.info, \
+             updated_at = excluded.updated_at",
+            &[&node_id, &ids, &infos, &now],
+        )
+        .await
+        .map_err(from_pg)?;
+    Ok(())
+}
+
+/// Every worker row.
+pub(crate) async fn recorded_workers(
+    client: &impl GenericClient,
+) -> Result<Vec<RecordedWorker>, StoreError> {
+    let rows = client
+        .query("SELECT id, node_id, info FROM workers ORDER BY id", &[])
+        .await
+        .map_err(from_pg)?;
+    Ok(rows
+        .iter()
+        .map(|row| RecordedWorker {
+            id: row.get(0),
+            node_id: row.get(1),
+            info: row.get(2),
+        })
+        .collect())
 }
 
 /// Forgets the nodes `reap` names, then releases the running jobs of nodes that are not
@@ -73,6 +125,13 @@ pub(crate) async fn reap_nodes(
             .await
             .map_err(from_pg)?,
     };
+    client
+        .execute(
+            "DELETE FROM workers WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = workers.node_id)",
+            &[],
+        )
+        .await
+        .map_err(from_pg)?;
     let held = running(
         client,
         &format!(

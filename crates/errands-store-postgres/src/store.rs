@@ -8,7 +8,8 @@ use errands_core::lifecycle::{decide_failure, FailureCause};
 use errands_core::{AttemptError, Job, JobId, NewJob, Progress};
 use errands_store::{
     ClaimRequest, CompletedJob, Enqueued, FiredCron, Heartbeat, JobFilter, JobPage, MovedJob,
-    Notice, QueueInfo, Reap, ReleasedJob, Report, Reported, Store, StoreError, StoredCron,
+    Notice, QueueInfo, Reap, RecordedWorker, ReleasedJob, Report, Reported, Store, StoreError,
+    StoredCron,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -388,6 +389,25 @@ impl Store for PostgresStore {
         statement!(self, |client| nodes::try_lead(
             &client, role, node_id, now, expires_at
         ))
+    }
+
+    async fn record_workers(
+        &self,
+        node_id: &str,
+        workers: Vec<RecordedWorker>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let workers = &workers;
+        transaction!(self, |tx, wakeups| async {
+            let _ = &mut wakeups;
+            nodes::record_workers(&tx, node_id, workers, now).await
+        })
+    }
+
+    async fn recorded_workers(&self) -> Result<Option<Vec<RecordedWorker>>, StoreError> {
+        statement!(self, |client| async move {
+            nodes::recorded_workers(&client).await.map(Some)
+        })
     }
 
     async fn publish(&self, notices: Vec<Notice>) -> Result<(), StoreError> {

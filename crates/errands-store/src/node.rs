@@ -20,3 +20,14 @@ pub enum Reap<'a> {
 
 /// The leader role whose holder runs the maintenance sweeps.
 pub const MAINTENANCE_ROLE: &str = "maintenance";
+
+/// A worker connection as a node recorded it in a shared store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedWorker {
+    /// The worker connection's id.
+    pub id: String,
+    /// The node it is connected to.
+    pub node_id: String,
+    /// What the node shows about it (the server's worker status, as JSON).
+    pub info: serde_json::Value,
+}

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::error::StoreError;
-use crate::node::{Heartbeat, Reap};
+use crate::node::{Heartbeat, Reap, RecordedWorker};
 use crate::notice::Notice;
 
 /// The outcome of enqueueing one job.
@@ -505,6 +505,23 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Records the workers connected to `node_id`, replacing what it recorded before, so that
+    /// every node can list them. Unshared stores keep nothing.
+    async fn record_workers(
+        &self,
+        node_id: &str,
+        workers: Vec<RecordedWorker>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (node_id, workers, now);
+        Ok(())
+    }
+
+    /// The workers every node recorded; `None` on an unshared store (ask the engine).
+    async fn recorded_workers(&self) -> Result<Option<Vec<RecordedWorker>>, StoreError> {
+        Ok(None)
+    }
 
     /// Sends notices to every node sharing the store. Unshared stores have nobody to tell.
     async fn publish(&self, notices: Vec<Notice>) -> Result<(), StoreError> {

@@ -119,6 +119,7 @@ pub fn workers(workers: &Value) -> String {
                 .collect();
             vec![
                 text(&w["name"]),
+                text(&w["node"]),
                 text(&w["host"]),
                 text(&w["pid"]),
                 format!("{} {}", text(&w["sdk"]), text(&w["version"])),
@@ -132,6 +133,7 @@ pub fn workers(workers: &Value) -> String {
     render(
         &[
             "name",
+            "node",
             "host",
             "pid",
             "sdk",

@@ -7,6 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::ApiError;
 use crate::engine::{Engine, WorkerInfo};
 
 /// Connected workers.
@@ -16,10 +17,11 @@ pub struct WorkerList {
     pub workers: Vec<WorkerInfo>,
 }
 
-/// Every connected worker: name, host, pid, SDK, queues, capacity, running jobs, times.
+/// Every connected worker, on every node: name, host, pid, SDK, queues, capacity, running
+/// jobs, times, and the node it is connected to.
 #[utoipa::path(get, path = "/v1/workers", responses((status = 200, body = WorkerList)))]
-pub async fn list(State(engine): State<Arc<Engine>>) -> Json<WorkerList> {
-    Json(WorkerList {
-        workers: engine.workers().list(),
-    })
+pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<WorkerList>, ApiError> {
+    Ok(Json(WorkerList {
+        workers: engine.all_workers().await?,
+    }))
 }

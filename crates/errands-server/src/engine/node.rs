@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use errands_core::backoff::seconds_to_duration;
-use errands_store::{Heartbeat, Reap, MAINTENANCE_ROLE};
+use errands_store::{Heartbeat, Reap, RecordedWorker, MAINTENANCE_ROLE};
 
-use super::{Engine, ToWorker};
+use super::{Engine, ToWorker, WorkerInfo};
 use crate::error::EngineError;
 
 /// How long the leader's lease lasts. The leader renews it on every maintenance pass (at
@@ -69,6 +69,7 @@ impl Engine {
         let now = self.now();
         let expires_at = after(now, self.node.lease);
         let heartbeat = self.store.heartbeat(&self.node.id, now, expires_at).await?;
+        self.record_workers(now).await?;
         if heartbeat == Heartbeat::Registered {
             tracing::warn!(
                 node_id = self.node.id,
@@ -79,6 +80,44 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Records this node's workers in the store, for `/v1/workers` on the other nodes.
+    async fn record_workers(&self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let workers = self
+            .workers
+            .list()
+            .into_iter()
+            .filter_map(|info| {
+                let id = info.id.clone();
+                let info = serde_json::to_value(info).ok()?;
+                Some(RecordedWorker {
+                    id,
+                    node_id: self.node.id.clone(),
+                    info,
+                })
+            })
+            .collect();
+        Ok(self
+            .store
+            .record_workers(&self.node.id, workers, now)
+            .await?)
+    }
+
+    /// Every connected worker, on every node: this node's as they are now, the others' as
+    /// they last recorded them (at most a third of the node lease ago), oldest first.
+    pub async fn all_workers(&self) -> Result<Vec<WorkerInfo>, EngineError> {
+        let mut workers = self.workers.list();
+        let Some(recorded) = self.store.recorded_workers().await? else {
+            return Ok(workers);
+        };
+        let elsewhere = recorded
+            .into_iter()
+            .filter(|worker| worker.node_id != self.node.id)
+            .filter_map(|worker| serde_json::from_value::<WorkerInfo>(worker.info).ok());
+        workers.extend(elsewhere);
+        workers.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
+        Ok(workers)
     }
 
     /// Whether this node runs the sweeps now. On an unshared store it always does; on a

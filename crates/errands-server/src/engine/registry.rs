@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use errands_core::protocol::CancelReason;
 use errands_core::JobId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -25,10 +25,12 @@ pub enum ToWorker {
 }
 
 /// A connected worker as `GET /v1/workers` shows it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkerInfo {
     /// Id the server gave the connection.
     pub id: String,
+    /// The server node it is connected to.
+    pub node: String,
     /// Name the worker gave.
     pub name: Option<String>,
     /// Host the worker runs on, as it reported.

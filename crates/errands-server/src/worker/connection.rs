@@ -57,6 +57,7 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     let now = engine.now();
     let info = WorkerInfo {
         id: worker_id.clone(),
+        node: engine.node_id().to_owned(),
         name: hello.name.clone(),
         host: hello.host.clone(),
         pid: hello.pid,
