@@ -178,11 +178,18 @@ impl Store for PostgresStore {
         match applied {
             Ok(outcomes) => outcomes,
             Err(error) => {
+                // Every report shares the batch's fate; a transient failure stays transient,
+                // so the worker's session survives it.
+                let transient = error.is_transient();
                 let message = error.to_string();
-                reports
-                    .iter()
-                    .map(|_| Err(StoreError::Backend(message.clone())))
-                    .collect()
+                let each = |_: &Report| {
+                    Err(if transient {
+                        StoreError::Transient(message.clone())
+                    } else {
+                        StoreError::Backend(message.clone())
+                    })
+                };
+                reports.iter().map(each).collect()
             }
         }
     }

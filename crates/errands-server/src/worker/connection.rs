@@ -298,7 +298,16 @@ impl Session {
         let Some(claimed) = round.claimed else {
             return Ok(());
         };
-        let jobs = claimed.jobs?;
+        let jobs = match claimed.jobs {
+            Ok(jobs) => jobs,
+            // The store kept failing in a way that passes (it retried already): the worker
+            // keeps its jobs and its connection, and the next round claims again.
+            Err(EngineError::Store(error)) if error.is_transient() => {
+                tracing::warn!(worker_id = self.worker_id, %error, "claim failed for now");
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
         if jobs.len() < claimed.wanted {
             self.want_claim = false;
         }
