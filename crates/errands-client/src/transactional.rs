@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # use errands_client::{EnqueueOptions, Job};
-//! # #[derive(serde::Serialize)] struct Welcome { user: i64 }
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Welcome { user: i64 }
 //! # impl Job for Welcome { const KIND: &'static str = "welcome"; type Output = (); }
 //! # async fn demo(db: &mut tokio_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! let tx = db.transaction().await?;
