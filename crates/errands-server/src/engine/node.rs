@@ -11,9 +11,12 @@ use errands_store::{Heartbeat, Reap, RecordedWorker, MAINTENANCE_ROLE};
 use super::{Engine, ToWorker, WorkerInfo};
 use crate::error::EngineError;
 
-/// How long the leader's lease lasts. The leader renews it on every maintenance pass (at
+/// The longest the leader's lease lasts. The leader renews it on every maintenance pass (at
 /// least once a second), so a dead leader's sweeps stop for at most this long.
-const LEADER_LEASE: Duration = Duration::from_secs(5);
+const LEADER_LEASE_MAX: Duration = Duration::from_secs(5);
+
+/// The shortest leader lease: two maintenance passes, so one slow pass does not hand over.
+const LEADER_LEASE_MIN: Duration = Duration::from_secs(2);
 
 /// Who this node is and how long its lease lasts.
 pub(crate) struct Node {
@@ -29,6 +32,13 @@ impl Node {
             id: format!("node-{}", uuid::Uuid::now_v7()),
             lease,
         }
+    }
+
+    /// How long this node's turn as leader lasts unless renewed. Half the node lease, so
+    /// when the leader dies its successor takes over before the dead node's lease runs out
+    /// and reaps it without waiting longer than the node lease promises.
+    fn leader_lease(&self) -> Duration {
+        (self.lease / 2).clamp(LEADER_LEASE_MIN, LEADER_LEASE_MAX)
     }
 }
 
@@ -127,7 +137,7 @@ impl Engine {
         if !self.store.shared() {
             return Ok(true);
         }
-        let until = after(now, LEADER_LEASE);
+        let until = after(now, self.node.leader_lease());
         Ok(self
             .store
             .try_lead(MAINTENANCE_ROLE, &self.node.id, now, until)
