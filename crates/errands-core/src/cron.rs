@@ -14,7 +14,7 @@ use croner::Cron;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::enqueue::{EnqueueRequest, Limits, NewJob, ValidationError, MAX_NAME_LEN};
+use crate::enqueue::{is_visible, EnqueueRequest, Limits, NewJob, ValidationError, MAX_NAME_LEN};
 
 /// How many upcoming fire times a listing shows.
 pub const UPCOMING: usize = 5;
@@ -354,12 +354,20 @@ pub fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Checks a schedule name: 1 to [`MAX_NAME_LEN`] characters, not blank, no `/`.
+/// Checks a schedule name: 1 to [`MAX_NAME_LEN`] characters, something visible, no control
+/// characters, no `/`.
 pub fn validate_name(name: &str) -> Result<(), ValidationError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN || name.contains('/') {
+    if !name.chars().any(is_visible)
+        || name.chars().any(char::is_control)
+        || name.chars().count() > MAX_NAME_LEN
+        || name.contains('/')
+    {
         return Err(ValidationError::new(
             "name",
-            format!("a schedule name must be 1 to {MAX_NAME_LEN} characters, not blank, no '/'"),
+            format!(
+                "a schedule name must be 1 to {MAX_NAME_LEN} characters, not blank, \
+                 no control characters, no '/'"
+            ),
         ));
     }
     Ok(())
@@ -698,7 +706,15 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert!(validate_name("nightly-report").is_ok());
-        for bad in ["", "  ", "a/b", &"x".repeat(MAX_NAME_LEN + 1)] {
+        for bad in [
+            "",
+            "  ",
+            "a/b",
+            "\0",
+            "\u{200b}",
+            "a\nb",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
             assert_eq!(validate_name(bad).unwrap_err().field, "name");
         }
     }

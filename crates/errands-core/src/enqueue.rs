@@ -15,6 +15,12 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_RETENTION: f64 = 86_400.0;
 /// Longest queue or kind name.
 pub const MAX_NAME_LEN: usize = 200;
+/// Most tags on one job: every listing carries them, so they are bounded like the rest.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag, in characters.
+pub const MAX_TAG_LEN: usize = 200;
+/// Longest unique key, in characters: it is indexed and compared on every keyed enqueue.
+pub const MAX_UNIQUE_KEY_LEN: usize = 1024;
 
 /// A request to enqueue one job. Only `kind` is required.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -193,13 +199,9 @@ impl EnqueueRequest {
             .map(|t| non_negative("unique_for", t))
             .transpose()?;
         if let Some(key) = &self.unique_key {
-            if key.is_empty() {
-                return Err(ValidationError::new(
-                    "unique_key",
-                    "unique_key must not be empty",
-                ));
-            }
+            check_unique_key(key)?;
         }
+        check_tags(&self.tags)?;
         let retention = non_negative("retention", self.retention.unwrap_or(DEFAULT_RETENTION))?;
         Ok(NewJob {
             id: JobId::new(),
@@ -225,11 +227,21 @@ impl EnqueueRequest {
     }
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), ValidationError> {
-    if value.trim().is_empty() {
+/// Checks a queue or kind name: at most [`MAX_NAME_LEN`] characters, no control characters,
+/// and at least one visible one. Names become metric labels and log fields, where a NUL or a
+/// newline corrupts the output and a name of only zero-width characters cannot be told apart
+/// from another.
+pub fn check_name(field: &str, value: &str) -> Result<(), ValidationError> {
+    if !value.chars().any(is_visible) {
         return Err(ValidationError::new(
             field,
-            format!("{field} must not be empty"),
+            format!("{field} must not be empty or only invisible characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            format!("{field} must not contain control characters"),
         ));
     }
     if value.chars().count() > MAX_NAME_LEN {
@@ -237,6 +249,71 @@ fn check_name(field: &str, value: &str) -> Result<(), ValidationError> {
             field,
             format!("{field} is longer than {MAX_NAME_LEN} characters"),
         ));
+    }
+    Ok(())
+}
+
+/// Whether `c` shows as something: not whitespace, not a control character, and not one of
+/// the characters Unicode says to render as nothing (zero-width spaces and joiners,
+/// direction marks, variation selectors, the byte order mark, fillers).
+pub fn is_visible(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control() || is_default_ignorable(c))
+}
+
+/// Unicode's `Default_Ignorable_Code_Point` characters.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+fn check_unique_key(key: &str) -> Result<(), ValidationError> {
+    if key.is_empty() {
+        return Err(ValidationError::new(
+            "unique_key",
+            "unique_key must not be empty",
+        ));
+    }
+    if key.chars().count() > MAX_UNIQUE_KEY_LEN {
+        return Err(ValidationError::new(
+            "unique_key",
+            format!("unique_key is longer than {MAX_UNIQUE_KEY_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &[String]) -> Result<(), ValidationError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ValidationError::new(
+            "tags",
+            format!("at most {MAX_TAGS} tags per job"),
+        ));
+    }
+    for (index, tag) in tags.iter().enumerate() {
+        if tag.chars().count() > MAX_TAG_LEN {
+            return Err(ValidationError::new(
+                format!("tags[{index}]"),
+                format!("a tag is at most {MAX_TAG_LEN} characters"),
+            ));
+        }
     }
     Ok(())
 }
@@ -307,6 +384,11 @@ mod tests {
             (r#"{"kind":"a","retention":1e300}"#, "retention"),
             (r#"{"kind":"a","unique_for":1e300}"#, "unique_for"),
             (r#"{"kind":"a","unique_key":""}"#, "unique_key"),
+            (r#"{"kind":"\u0000"}"#, "kind"),
+            (r#"{"kind":"\u200b\u200d\ufeff"}"#, "kind"),
+            (r#"{"kind":"a\u0000b"}"#, "kind"),
+            (r#"{"kind":"a","queue":"\u0001\u007f"}"#, "queue"),
+            (r#"{"kind":"a","queue":"line\nbreak"}"#, "queue"),
             (
                 r#"{"kind":"a","delay":1,"run_at":"2026-01-01T00:00:00Z"}"#,
                 "delay",
@@ -329,6 +411,41 @@ mod tests {
         };
         let limits = Limits { max_args_bytes: 50 };
         assert_eq!(request.validate(&limits, now()).unwrap_err().field, "args");
+    }
+
+    #[test]
+    fn tags_and_unique_keys_are_bounded() {
+        let many = EnqueueRequest {
+            tags: vec!["t".into(); MAX_TAGS + 1],
+            ..EnqueueRequest::new("a")
+        };
+        let error = many.validate(&Limits::default(), now()).unwrap_err();
+        assert_eq!(error.field, "tags");
+        let long = EnqueueRequest {
+            tags: vec!["ok".into(), "x".repeat(MAX_TAG_LEN + 1)],
+            ..EnqueueRequest::new("a")
+        };
+        let error = long.validate(&Limits::default(), now()).unwrap_err();
+        assert_eq!(error.field, "tags[1]");
+        let key = EnqueueRequest {
+            unique_key: Some("k".repeat(MAX_UNIQUE_KEY_LEN + 1)),
+            ..EnqueueRequest::new("a")
+        };
+        let error = key.validate(&Limits::default(), now()).unwrap_err();
+        assert_eq!(error.field, "unique_key");
+        let at_limits = EnqueueRequest {
+            tags: vec!["x".repeat(MAX_TAG_LEN); MAX_TAGS],
+            unique_key: Some("k".repeat(MAX_UNIQUE_KEY_LEN)),
+            ..EnqueueRequest::new("a")
+        };
+        assert!(at_limits.validate(&Limits::default(), now()).is_ok());
+    }
+
+    #[test]
+    fn names_with_something_visible_pass() {
+        for name in ["a", "émail", "日本", "a b", "a\u{200b}b", "🙂"] {
+            assert!(check_name("kind", name).is_ok(), "{name:?}");
+        }
     }
 
     #[test]

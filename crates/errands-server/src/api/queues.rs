@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use errands_core::enqueue::MAX_NAME_LEN;
+use errands_core::enqueue;
 use errands_store::QueueInfo;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -50,13 +50,10 @@ pub async fn resume(
     Ok(Json(engine.set_paused(&name, false).await?))
 }
 
-/// A queue name as jobs may use it: not blank, at most [`MAX_NAME_LEN`] characters.
+/// A queue name as jobs may use it: the same check as an enqueue's `queue`.
 fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
-        let message = format!("queue name must be 1 to {MAX_NAME_LEN} characters, not blank");
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field("name"),
-        );
-    }
-    Ok(())
+    enqueue::check_name("name", name).map_err(|invalid| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", invalid.message)
+            .with_field("name")
+    })
 }
