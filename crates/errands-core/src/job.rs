@@ -47,7 +47,8 @@ pub struct Job {
     /// What the job returned.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
-    /// Every failed attempt, oldest first.
+    /// Failed attempts, oldest first: the first and the nine latest, each with its type,
+    /// message and traceback truncated (see `errands_core::lifecycle::capped_history`).
     pub errors: Vec<AttemptError>,
     /// The worker holding the job while it runs.
     pub worker_id: Option<String>,

@@ -220,7 +220,7 @@ pub(crate) async fn record_failure(
 ) -> Result<Option<Job>, StoreError> {
     let statement = client
         .prepare_cached(&format!(
-            "UPDATE jobs SET state = $1, run_at = $2, errors = errors || $3::jsonb, \
+            "UPDATE jobs SET state = $1, run_at = $2, errors = $3::jsonb, \
              worker_id = NULL, node_id = NULL, deadline = NULL, finished_at = $4, expires_at = $5 \
              WHERE id = $6 AND state = 'running' AND worker_id = $7 AND attempt = $8 \
              RETURNING {JOB_COLUMNS}"
@@ -233,7 +233,8 @@ pub(crate) async fn record_failure(
             &[
                 &failed.state.as_str(),
                 &failed.run_at,
-                &Json(vec![&failed.error]),
+                // The capped history replaces the one read (see `capped_history`).
+                &Json(&failed.errors),
                 &failed.finished_at,
                 &failed.expires_at,
                 &job.id.0,

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
+use super::history::capped_history;
 use crate::backoff::{seconds_to_duration, Backoff};
 use crate::job::{AttemptError, Job};
 use crate::state::JobState;
@@ -92,12 +93,16 @@ pub struct FailedAttempt {
     pub finished_at: Option<DateTime<Utc>>,
     /// When a dead job is purged.
     pub expires_at: Option<DateTime<Utc>>,
-    /// The attempt's error, stamped with the attempt number.
+    /// The attempt's error, stamped with the attempt number (as given, untruncated).
     pub error: AttemptError,
+    /// The job's whole error history after this attempt, capped and truncated by
+    /// [`capped_history`]: what a store writes in place of the history it read.
+    pub errors: Vec<AttemptError>,
 }
 
 /// Decides what the failed current attempt of the running `job` writes: its next state per
-/// the retry policy, and the error to append. Dead jobs are kept `dead_retention` seconds.
+/// the retry policy, and its error history with this attempt's error added (bounded, see
+/// [`capped_history`]). Dead jobs are kept `dead_retention` seconds.
 pub fn decide_failure(
     job: &Job,
     error: AttemptError,
@@ -108,15 +113,17 @@ pub fn decide_failure(
 ) -> FailedAttempt {
     let next = after_failure(job.attempt, job.max_attempts, &job.backoff, cause, now, rng);
     let dead = next.state == JobState::Dead;
+    let error = AttemptError {
+        attempt: job.attempt,
+        ..error
+    };
     FailedAttempt {
         state: next.state,
         run_at: next.run_at,
         finished_at: dead.then_some(now),
         expires_at: dead.then(|| now + seconds_to_duration(dead_retention)),
-        error: AttemptError {
-            attempt: job.attempt,
-            ..error
-        },
+        errors: capped_history(&job.errors, error.clone()),
+        error,
     }
 }
 

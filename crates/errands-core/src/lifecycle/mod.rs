@@ -8,6 +8,7 @@
 mod cancel;
 pub mod cron;
 mod failure;
+mod history;
 mod refusal;
 mod release;
 mod retry;
@@ -15,6 +16,10 @@ mod unique;
 
 pub use cancel::{decide_cancel, Cancellation};
 pub use failure::{after_failure, decide_failure, FailedAttempt, FailureCause, NextRun};
+pub use history::{
+    capped_history, truncate, truncate_error, ERROR_HISTORY_FIRST, ERROR_HISTORY_LATEST,
+    MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_TYPE_BYTES, MAX_TRACEBACK_BYTES,
+};
 pub use refusal::{decide_delete, Refused};
 pub use release::ReleaseCause;
 pub use retry::{decide_retry, RetryPlan};

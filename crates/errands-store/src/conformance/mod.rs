@@ -11,6 +11,7 @@
 //! ```
 
 pub mod cron;
+pub mod history;
 pub mod jobs;
 pub mod lease;
 pub mod multinode;
@@ -65,6 +66,7 @@ macro_rules! conformance_suite {
             lease::restart_of_an_unshared_store_releases_other_nodes_jobs,
             lease::deadlines_expire,
             lease::late_report_after_timeout_is_refused,
+            history::error_history_keeps_the_first_and_latest_attempts,
             sweeps::scheduled_jobs_are_promoted_when_due,
             sweeps::retention_purges_finished_jobs,
             cron::cron_schedules_are_stored,

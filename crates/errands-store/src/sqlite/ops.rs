@@ -404,9 +404,8 @@ fn record_failure(
     now: DateTime<Utc>,
     dead_retention: f64,
 ) -> Result<Option<Job>, StoreError> {
+    // The history is capped (see `capped_history`), so rewriting it whole stays cheap.
     let failed = decide_failure(job, error, cause, now, dead_retention, &mut rand::rng());
-    let mut errors = job.errors.clone();
-    errors.push(failed.error);
     conn.prepare_cached(&format!(
         "UPDATE jobs SET state = ?1, run_at = ?2, errors = ?3, worker_id = NULL, node_id = NULL, \
          deadline = NULL, finished_at = ?4, expires_at = ?5 \
@@ -417,7 +416,7 @@ fn record_failure(
         params![
             failed.state.as_str(),
             to_ms(failed.run_at),
-            serde_json::to_string(&errors)?,
+            serde_json::to_string(&failed.errors)?,
             failed.finished_at.map(to_ms),
             failed.expires_at.map(to_ms),
             job.id.to_string(),
