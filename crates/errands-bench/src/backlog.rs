@@ -7,12 +7,13 @@
 
 use anyhow::{ensure, Result};
 
+use crate::backend::Backend;
 use crate::drain::{CAPACITY, CONNECTIONS};
 use crate::enqueue::prefill;
+use crate::nodes::Nodes;
 use crate::phase::Phase;
 use crate::raw_worker;
 use crate::report::{thousands, Report, Row, Target, Unit};
-use crate::server::Server;
 use crate::{Ctx, KIND, QUEUE};
 
 /// The kind of the jobs that only wait.
@@ -30,7 +31,7 @@ struct Depth {
     rate: f64,
 }
 
-/// Scenario 6: the drain rate with a shallow and a deep backlog, their ratio, and the RSS.
+/// Scenario 6, on SQLite only: the drain rate with a shallow and a deep backlog, their ratio, and the RSS.
 pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let drained = ctx.scaled(20_000);
     let mut depths = Vec::new();
@@ -38,27 +39,31 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<()> {
         depths.push(one_depth(ctx, report, drained, backlog).await?);
     }
     let (shallow, deep) = (&depths[0], &depths[1]);
-    report.push(Row::new(
-        format!(
-            "6. backlog {} vs {} queued",
-            thousands(deep.backlog),
-            thousands(shallow.backlog)
-        ),
-        "deep rate / shallow rate",
-        deep.rate / shallow.rate,
-        Unit::Ratio,
-        Target::AtLeast(DEEP_SHARE_TARGET),
-    ));
+    report.push(
+        Row::new(
+            format!(
+                "6. backlog {} vs {} queued",
+                thousands(deep.backlog),
+                thousands(shallow.backlog)
+            ),
+            "deep rate / shallow rate",
+            deep.rate / shallow.rate,
+            Unit::Ratio,
+            Target::AtLeast(DEEP_SHARE_TARGET),
+        )
+        .on(Backend::Sqlite),
+    );
     Ok(())
 }
 
 /// Drains `drained` jobs [`ROUNDS`] times ahead of a backlog of `backlog` jobs on a fresh
 /// server.
 async fn one_depth(ctx: &Ctx, report: &mut Report, drained: u64, backlog: u64) -> Result<Depth> {
-    let server = Server::start(&ctx.bin).await?;
+    let nodes = Nodes::start(ctx, Backend::Sqlite, 1).await?;
+    let server = nodes.first();
     let ahead = drained * ROUNDS;
-    prefill(&server, KIND, 0, ahead).await?;
-    let fill = prefill(&server, BACKLOG_KIND, ahead, backlog).await?;
+    prefill(server, KIND, 0, ahead).await?;
+    let fill = prefill(server, BACKLOG_KIND, ahead, backlog).await?;
     let counts = server.counts(QUEUE).await?;
     ensure!(
         counts.queued == ahead + backlog,
@@ -67,7 +72,7 @@ async fn one_depth(ctx: &Ctx, report: &mut Report, drained: u64, backlog: u64) -
     );
     let (rss_filled, _) = server.rss()?;
 
-    let phase = Phase::start(&server).await?;
+    let phase = Phase::start(&nodes).await?;
     let mut rates = Vec::new();
     for _ in 0..ROUNDS {
         let result =
@@ -82,7 +87,7 @@ async fn one_depth(ctx: &Ctx, report: &mut Report, drained: u64, backlog: u64) -
     let seen = phase.finish(ahead).await?;
     let (rss_drained, rss_peak) = server.rss()?;
     let after = server.wait_completed(QUEUE, ahead).await?;
-    server.stop().await?;
+    nodes.stop().await?;
 
     let mut sorted = rates.clone();
     sorted.sort_by(f64::total_cmp);
@@ -92,22 +97,21 @@ async fn one_depth(ctx: &Ctx, report: &mut Report, drained: u64, backlog: u64) -
         thousands(drained),
         thousands(backlog)
     );
-    report.push(Row::new(
-        &scenario,
-        "rate",
-        rate,
-        Unit::JobsPerSec,
-        Target::None,
-    ));
+    report.push(
+        Row::new(&scenario, "rate", rate, Unit::JobsPerSec, Target::None).on(Backend::Sqlite),
+    );
     let mb = |bytes: u64| bytes as f64 / 1e6;
     if backlog >= ctx.scaled(1_000_000) {
-        report.push(Row::new(
-            format!("6. server memory with {} queued", thousands(backlog)),
-            "VmRSS",
-            mb(rss_filled.max(rss_drained)),
-            Unit::Megabytes,
-            Target::Below(RSS_TARGET_MB),
-        ));
+        report.push(
+            Row::new(
+                format!("6. server memory with {} queued", thousands(backlog)),
+                "VmRSS",
+                mb(rss_filled.max(rss_drained)),
+                Unit::Megabytes,
+                Target::Below(RSS_TARGET_MB),
+            )
+            .on(Backend::Sqlite),
+        );
     }
     let rounds: Vec<String> = rates.iter().map(|r| thousands(*r as u64)).collect();
     report.note(format!(

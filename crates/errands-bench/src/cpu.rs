@@ -70,10 +70,40 @@ fn parse_machine_busy(stat: &str) -> Option<u64> {
     Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
-/// Measures the CPU used by the server and by the bench between [`Probe::start`] and
-/// [`Probe::finish`].
+/// The threads of several processes, keyed by thread id (unique machine-wide).
+fn read_all(pids: &[u32]) -> Result<Snapshot> {
+    let mut threads = BTreeMap::new();
+    for pid in pids {
+        threads.extend(Snapshot::read(&pid.to_string())?.threads);
+    }
+    Ok(Snapshot { threads })
+}
+
+/// User + system ticks of each process in `pids` (single-threaded ones: PostgreSQL
+/// backends); a process that has gone is left out.
+pub fn process_ticks(pids: &[u32]) -> BTreeMap<u32, u64> {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((*pid, parse_stat(&stat)?.1))
+        })
+        .collect()
+}
+
+/// CPU seconds the processes used between two [`process_ticks`] readings; a process missing
+/// from `before` started meanwhile and counts from zero.
+pub fn seconds_between(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> f64 {
+    let ticks: u64 = after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    ticks as f64 / TICKS_PER_SEC
+}
+
+/// Measures the CPU used by the servers (one or more nodes) and by the bench between
+/// [`Probe::start`] and [`Probe::finish`].
 pub struct Probe {
-    server_pid: u32,
+    server_pids: Vec<u32>,
     started: Instant,
     server: Snapshot,
     bench: Snapshot,
@@ -81,30 +111,33 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Starts measuring.
-    pub fn start(server_pid: u32) -> Result<Self> {
+    /// Starts measuring the servers `server_pids`.
+    pub fn start(server_pids: &[u32]) -> Result<Self> {
         Ok(Self {
-            server: Snapshot::read(&server_pid.to_string())?,
+            server: read_all(server_pids)?,
             bench: Snapshot::read("self")?,
             machine: machine_busy()?,
-            server_pid,
+            server_pids: server_pids.to_vec(),
             started: Instant::now(),
         })
     }
 
-    /// What was used since the start.
-    pub fn finish(self) -> Result<Usage> {
-        let server = Snapshot::read(&self.server_pid.to_string())?;
+    /// What was used since the start; `postgres` is the CPU seconds PostgreSQL's backends
+    /// serving the servers used meanwhile, measured by the caller, kept out of "others".
+    pub fn finish(self, postgres: Option<f64>) -> Result<Usage> {
+        let server = read_all(&self.server_pids)?;
         let bench = Snapshot::read("self")?;
         let machine = machine_busy()?.saturating_sub(self.machine) as f64 / TICKS_PER_SEC;
         let server = by_name(&self.server, &server);
         let bench: f64 = by_name(&self.bench, &bench).values().map(|(_, s)| s).sum();
         let server_total: f64 = server.values().map(|(_, s)| s).sum();
+        let pg = postgres.unwrap_or(0.0);
         Ok(Usage {
             wall: self.started.elapsed(),
             server,
             bench,
-            others: (machine - server_total - bench).max(0.0),
+            postgres,
+            others: (machine - server_total - bench - pg).max(0.0),
         })
     }
 }
@@ -131,6 +164,8 @@ pub struct Usage {
     pub server: BTreeMap<String, (usize, f64)>,
     /// The bench process's CPU seconds.
     pub bench: f64,
+    /// CPU seconds of the PostgreSQL backends serving the servers, on PostgreSQL.
+    pub postgres: Option<f64>,
     /// CPU seconds every other process on the machine used meanwhile: the noise on the figure.
     pub others: f64,
 }
@@ -173,12 +208,15 @@ impl fmt::Display for Usage {
             };
             write!(f, "{sep}{name}{count} {:.0}%", self.percent(*seconds))?;
         }
-        write!(
-            f,
-            "); bench {:.0}%; other processes {:.0}%",
-            self.percent(self.bench),
-            self.others_percent()
-        )
+        write!(f, "); bench {:.0}%", self.percent(self.bench))?;
+        if let Some(postgres) = self.postgres {
+            write!(
+                f,
+                "; PostgreSQL backends {postgres:.2} s CPU ({:.0}%)",
+                self.percent(postgres)
+            )?;
+        }
+        write!(f, "; other processes {:.0}%", self.others_percent())
     }
 }
 

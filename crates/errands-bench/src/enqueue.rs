@@ -2,20 +2,25 @@
 //! jobs from many concurrent client tasks (`POST /v1/jobs`). Also the untimed pre-filling the
 //! other scenarios use.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use reqwest::header::CONTENT_TYPE;
 use tokio::time::Instant;
 
+use crate::backend::Backend;
 use crate::latency::percentile;
+use crate::nodes::Nodes;
 use crate::phase::Phase;
 use crate::report::{thousands, Report, Row, Target, Unit};
 use crate::server::Server;
 use crate::{Ctx, KIND, QUEUE};
 
-/// Batch enqueue target, jobs per second.
+/// Batch enqueue target on SQLite, jobs per second.
 const BATCH_TARGET: f64 = 200_000.0;
+/// Batch enqueue target on PostgreSQL (issue 10), jobs per second.
+const PG_BATCH_TARGET: f64 = 100_000.0;
 /// Concurrent client tasks of the one-by-one scenario.
 const SINGLE_TASKS: u64 = 16;
 
@@ -77,74 +82,124 @@ pub async fn prefill(server: &Server, kind: &str, first: u64, total: u64) -> Res
     Ok(started.elapsed())
 }
 
-/// Scenario 1: 100,000 jobs in batches of 1,000, then of 10,000, each on a fresh server.
+/// Scenario 1 on each store: 100,000 jobs in batches of 1,000, then of 10,000, each on a
+/// fresh server, and PostgreSQL's rates as a share of SQLite's.
 pub async fn batch(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let total = ctx.scaled(100_000);
     for size in [1_000, 10_000] {
-        let server = Server::start(&ctx.bin).await?;
-        let bodies = batch_bodies(KIND, QUEUE, 0, total, size);
-        let phase = Phase::start(&server).await?;
-        let started = Instant::now();
-        post_batches(&server, bodies).await?;
-        let elapsed = started.elapsed();
-        let seen = phase.finish(total).await?;
-        let counts = server.counts(QUEUE).await?;
-        ensure!(
-            counts.queued == total,
-            "expected {total} queued, found {counts:?}"
-        );
-        report.push(Row::new(
-            format!(
-                "1. batch enqueue, {} jobs, {} per request",
-                thousands(total),
-                thousands(size)
-            ),
-            "rate",
-            total as f64 / elapsed.as_secs_f64(),
-            Unit::JobsPerSec,
-            Target::AtLeast(BATCH_TARGET),
-        ));
-        report.note(format!(
-            "1. batch enqueue, {} per request: {seen}",
+        let scenario = format!(
+            "1. batch enqueue, {} jobs, {} per request",
+            thousands(total),
             thousands(size)
-        ));
-        server.stop().await?;
+        );
+        let mut rates = BTreeMap::new();
+        for &backend in ctx.backends {
+            let rate = batch_on(ctx, report, backend, total, size).await?;
+            report.push(
+                Row::new(
+                    &scenario,
+                    "rate",
+                    rate,
+                    Unit::JobsPerSec,
+                    Target::AtLeast(batch_target(backend)),
+                )
+                .on(backend),
+            );
+            rates.insert(backend, rate);
+        }
+        report.versus_sqlite(&scenario, "rate", &rates);
     }
     Ok(())
 }
 
-/// Scenario 2: 10,000 jobs enqueued one per `POST /v1/jobs` by 16 concurrent client tasks.
+/// The batch-enqueue target on `backend`, jobs per second.
+fn batch_target(backend: Backend) -> f64 {
+    match backend {
+        Backend::Sqlite => BATCH_TARGET,
+        Backend::Postgres => PG_BATCH_TARGET,
+    }
+}
+
+/// Enqueues `total` jobs, `size` per request, on a fresh server on `backend`; returns the rate.
+async fn batch_on(
+    ctx: &Ctx,
+    report: &mut Report,
+    backend: Backend,
+    total: u64,
+    size: u64,
+) -> Result<f64> {
+    let nodes = Nodes::start(ctx, backend, 1).await?;
+    let server = nodes.first();
+    let bodies = batch_bodies(KIND, QUEUE, 0, total, size);
+    let phase = Phase::start(&nodes).await?;
+    let started = Instant::now();
+    post_batches(server, bodies).await?;
+    let elapsed = started.elapsed();
+    let seen = phase.finish(total).await?;
+    let counts = server.counts(QUEUE).await?;
+    ensure!(
+        counts.queued == total,
+        "expected {total} queued, found {counts:?}"
+    );
+    report.note(format!(
+        "1. batch enqueue, {} per request, {backend}: {seen}",
+        thousands(size)
+    ));
+    nodes.stop().await?;
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+/// Scenario 2 on each store: 10,000 jobs enqueued one per `POST /v1/jobs` by 16 concurrent
+/// client tasks; the rate and the request latency.
 pub async fn one_by_one(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let total = ctx.scaled(10_000);
-    let server = Server::start(&ctx.bin).await?;
+    let scenario = format!(
+        "2. one-by-one enqueue, {} jobs, {SINGLE_TASKS} client tasks",
+        thousands(total)
+    );
+    let mut figures: [BTreeMap<Backend, f64>; 3] = Default::default();
+    for &backend in ctx.backends {
+        let (rate, latencies) = one_by_one_on(ctx, report, backend, total).await?;
+        let ms = |p| millis(percentile(&latencies, p));
+        for (i, (metric, value, unit)) in [
+            ("rate", rate, Unit::JobsPerSec),
+            ("request p50", ms(0.50), Unit::Millis),
+            ("request p99", ms(0.99), Unit::Millis),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            report.push(Row::new(&scenario, metric, value, unit, Target::None).on(backend));
+            figures[i].insert(backend, value);
+        }
+    }
+    for (i, metric) in ["rate", "request p50", "request p99"].iter().enumerate() {
+        report.versus_sqlite(&scenario, metric, &figures[i]);
+    }
+    Ok(())
+}
+
+/// Scenario 2 on a fresh server on `backend`: the rate and the sorted request latencies.
+async fn one_by_one_on(
+    ctx: &Ctx,
+    report: &mut Report,
+    backend: Backend,
+    total: u64,
+) -> Result<(f64, Vec<Duration>)> {
+    let nodes = Nodes::start(ctx, backend, 1).await?;
+    let server = nodes.first();
     let url = format!("{}/v1/jobs", server.url());
-    let phase = Phase::start(&server).await?;
+    let phase = Phase::start(&nodes).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..SINGLE_TASKS {
         // Task t sends jobs t, t + 16, t + 32, ...
         let numbers: Vec<u64> = (task..total).step_by(SINGLE_TASKS as usize).collect();
-        let http = server.http().clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(numbers.len());
-            for n in numbers {
-                let sent = Instant::now();
-                let response = http
-                    .post(&url)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(job_json(KIND, QUEUE, n))
-                    .send()
-                    .await
-                    .context("POST /v1/jobs")?;
-                let status = response.status();
-                ensure!(status.as_u16() == 201, "POST /v1/jobs: {status}");
-                // Read the body so the connection goes back to the pool.
-                response.bytes().await?;
-                latencies.push(sent.elapsed());
-            }
-            anyhow::Ok(latencies)
-        }));
+        tasks.push(tokio::spawn(post_each(
+            server.http().clone(),
+            url.clone(),
+            numbers,
+        )));
     }
     let mut latencies = Vec::with_capacity(total as usize);
     for task in tasks {
@@ -158,23 +213,30 @@ pub async fn one_by_one(ctx: &Ctx, report: &mut Report) -> Result<()> {
         "expected {total} queued, found {counts:?}"
     );
     latencies.sort();
-    let scenario = format!(
-        "2. one-by-one enqueue, {} jobs, {SINGLE_TASKS} client tasks",
-        thousands(total)
-    );
-    report.push(Row::new(
-        &scenario,
-        "rate",
-        total as f64 / elapsed.as_secs_f64(),
-        Unit::JobsPerSec,
-        Target::None,
-    ));
-    report.note(format!(
-        "2. one-by-one enqueue: request latency p50 {:.2} ms, p99 {:.2} ms; {seen}",
-        millis(percentile(&latencies, 0.50)),
-        millis(percentile(&latencies, 0.99)),
-    ));
-    server.stop().await
+    report.note(format!("2. one-by-one enqueue, {backend}: {seen}"));
+    nodes.stop().await?;
+    Ok((total as f64 / elapsed.as_secs_f64(), latencies))
+}
+
+/// Sends jobs `numbers` one `POST /v1/jobs` at a time; returns each request's latency.
+async fn post_each(http: reqwest::Client, url: String, numbers: Vec<u64>) -> Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        let sent = Instant::now();
+        let response = http
+            .post(&url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(job_json(KIND, QUEUE, n))
+            .send()
+            .await
+            .context("POST /v1/jobs")?;
+        let status = response.status();
+        ensure!(status.as_u16() == 201, "POST /v1/jobs: {status}");
+        // Read the body so the connection goes back to the pool.
+        response.bytes().await?;
+        latencies.push(sent.elapsed());
+    }
+    Ok(latencies)
 }
 
 fn millis(d: Duration) -> f64 {

@@ -1,16 +1,21 @@
-//! `errands-bench`: benchmarks a real `errands serve --sync full` process, each scenario on a
-//! fresh server and database, and prints the figures as a markdown table with their targets.
+//! `errands-bench`: benchmarks real `errands serve --sync full` processes, each scenario on
+//! fresh servers and a fresh database (a SQLite file, or a PostgreSQL database shared by one
+//! or more nodes), and prints the figures as a markdown table with their targets.
 //!
 //! ```text
 //! cargo build --release -p errands -p errands-bench
-//! cargo run --release -p errands-bench -- [--quick]
+//! cargo run --release -p errands-bench -- [--quick] [--backend sqlite|postgres|both]
 //! ```
 
+mod backend;
 mod backlog;
 mod cpu;
 mod drain;
 mod enqueue;
 mod latency;
+mod nodes;
+mod pg;
+mod pg_waits;
 mod phase;
 mod raw_worker;
 mod report;
@@ -21,6 +26,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
 
+use backend::{Backend, BackendChoice};
 use report::Report;
 
 /// The queue every benchmark job goes to.
@@ -33,9 +39,22 @@ pub const KIND: &str = "bench.noop";
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Divide every job count by 10, for a smoke run.
+    /// Divide every job count by 10, for a smoke run (the same as `--divide 10`).
     #[arg(long)]
     quick: bool,
+    /// Divide every job count by this, for a shorter run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    divide: Option<u64>,
+    /// The stores to run every scenario on.
+    #[arg(long, value_enum, default_value = "both")]
+    backend: BackendChoice,
+    /// The PostgreSQL server to create each scenario's database on (no database name).
+    #[arg(
+        long,
+        env = "ERRANDS_BENCH_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    postgres: String,
     /// Run only these scenarios (comma-separated); all by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
@@ -59,12 +78,16 @@ enum Scenario {
     Backlog,
 }
 
-/// What every scenario needs: the server binary and the size of the run.
+/// What every scenario needs: the server binary, the stores and the size of the run.
 pub struct Ctx {
     /// The `errands` binary to start.
     pub bin: PathBuf,
     /// Every count is divided by this (10 with `--quick`).
     pub divisor: u64,
+    /// The stores each scenario runs on, SQLite first.
+    pub backends: &'static [Backend],
+    /// `postgres://user@host:port` of the PostgreSQL server, without a database name.
+    pub postgres: String,
 }
 
 impl Ctx {
@@ -77,22 +100,32 @@ impl Ctx {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let divisor = args.divide.unwrap_or(if args.quick { 10 } else { 1 });
     let ctx = Ctx {
         bin: server::find_binary()?,
-        divisor: if args.quick { 10 } else { 1 },
+        divisor,
+        backends: args.backend.backends(),
+        postgres: args.postgres.trim_end_matches('/').to_owned(),
     };
     let chosen = |s: Scenario| args.only.is_empty() || args.only.contains(&s);
     eprintln!(
-        "errands-bench: {} run against {}",
-        if args.quick {
-            "quick (counts ÷ 10)"
+        "errands-bench: {} run on {:?} against {}",
+        if divisor == 1 {
+            "full".to_owned()
         } else {
-            "full"
+            format!("short (counts ÷ {divisor})")
         },
+        ctx.backends,
         ctx.bin.display()
     );
 
     let mut report = Report::default();
+    if ctx.backends.contains(&Backend::Postgres) {
+        report.note(format!(
+            "PostgreSQL server: {}",
+            pg::describe(&ctx.postgres).await?
+        ));
+    }
     let mut failed = Vec::new();
     for scenario in Scenario::value_variants() {
         if !chosen(*scenario) {
@@ -104,7 +137,13 @@ async fn main() -> Result<()> {
             Scenario::Single => enqueue::one_by_one(&ctx, &mut report).await,
             Scenario::Drain => drain::run(&ctx, &mut report).await,
             Scenario::Latency => latency::run(&ctx, &mut report).await,
-            Scenario::Backlog => backlog::run(&ctx, &mut report).await,
+            Scenario::Backlog if ctx.backends.contains(&Backend::Sqlite) => {
+                backlog::run(&ctx, &mut report).await
+            }
+            Scenario::Backlog => {
+                report.note("6. backlog: measured on SQLite only, not run");
+                Ok(())
+            }
         };
         if let Err(error) = outcome {
             eprintln!("   {scenario:?} failed: {error:#}");

@@ -1,41 +1,75 @@
-//! A measured phase of a scenario, seen from the server's side: the CPU its threads and the
-//! bench used (see [`crate::cpu`]), and how many store commits it made and how long they took,
-//! from the server's `errands_store_commit_seconds` histogram on `GET /metrics`.
+//! A measured phase of a scenario, seen from the servers' side: the CPU their threads and the
+//! bench used (see [`crate::cpu`]), and how many store commits they made and how long they
+//! took, from the servers' `errands_store_commit_seconds` histograms on `GET /metrics`. On
+//! PostgreSQL also the CPU of the database's backends, what they waited on
+//! ([`crate::pg_waits`]), and the transactions and WAL written meanwhile.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::Result;
 
-use crate::cpu::{Probe, Usage};
+use crate::cpu::{process_ticks, seconds_between, Probe, Usage};
+use crate::nodes::Nodes;
+use crate::pg::Counters;
+use crate::pg_waits::{Sampler, Waits};
 use crate::report::thousands;
-use crate::server::{CommitStats, Server};
+use crate::server::CommitStats;
 
 /// Other processes' CPU (percent of one core) above which a phase's figure is flagged.
 const NOISY_PERCENT: f64 = 20.0;
 
 /// Started just before a timed phase, finished just after it.
 pub struct Phase<'a> {
-    server: &'a Server,
+    nodes: &'a Nodes,
     commits: Option<CommitStats>,
+    postgres: Option<PgProbe>,
     probe: Probe,
 }
 
+/// What is read from PostgreSQL around a phase.
+struct PgProbe {
+    counters: Counters,
+    backends: BTreeMap<u32, u64>,
+    sampler: Sampler,
+}
+
 impl<'a> Phase<'a> {
-    /// Reads the commit counters, then starts the CPU probe (so the scrape is not measured).
-    pub async fn start(server: &'a Server) -> Result<Self> {
-        let commits = server.commit_stats().await;
+    /// Reads the commit counters (and on PostgreSQL starts the wait sampler), then starts the
+    /// CPU probe, so the scrapes are not measured.
+    pub async fn start(nodes: &'a Nodes) -> Result<Self> {
+        let commits = nodes.commit_stats().await;
+        let postgres = match nodes.database() {
+            Some(db) => Some(PgProbe {
+                counters: db.counters().await?,
+                sampler: Sampler::start(&db.admin_url(), db.name()).await?,
+                backends: process_ticks(&db.backend_pids().await?),
+            }),
+            None => None,
+        };
         Ok(Self {
-            server,
+            nodes,
             commits,
-            probe: Probe::start(server.pid())?,
+            postgres,
+            probe: Probe::start(&nodes.pids())?,
         })
     }
 
     /// Stops the CPU probe, then reads the commit counters again. `jobs` is how many jobs the
     /// phase moved, to show jobs per commit.
     pub async fn finish(self, jobs: u64) -> Result<Seen> {
-        let usage = self.probe.finish()?;
-        let commits = match (self.commits, self.server.commit_stats().await) {
+        let (postgres, backend_cpu) = match (self.postgres, self.nodes.database()) {
+            (Some(probe), Some(db)) => {
+                let after = process_ticks(&db.backend_pids().await?);
+                let cpu = seconds_between(&probe.backends, &after);
+                let waits = probe.sampler.finish().await?;
+                let counters = db.counters().await?.since(probe.counters);
+                (Some((counters, waits)), Some(cpu))
+            }
+            _ => (None, None),
+        };
+        let usage = self.probe.finish(backend_cpu)?;
+        let commits = match (self.commits, self.nodes.commit_stats().await) {
             (Some(before), Some(after)) => Some(after.since(before)),
             _ => None,
         };
@@ -43,18 +77,22 @@ impl<'a> Phase<'a> {
             usage,
             commits,
             jobs,
+            postgres,
         })
     }
 }
 
-/// What a phase cost the server.
+/// What a phase cost the servers.
 pub struct Seen {
-    /// CPU used by the server's threads and by the bench.
+    /// CPU used by the servers' threads and by the bench.
     pub usage: Usage,
-    /// Store commits made during the phase, when the server exposes them.
+    /// Store commits made during the phase, when the servers expose them.
     pub commits: Option<CommitStats>,
     /// Jobs the phase moved.
     pub jobs: u64,
+    /// On PostgreSQL: transaction ids and WAL used (machine-wide counters, so other
+    /// databases' work counts too), and what the backends were doing.
+    pub postgres: Option<(Counters, Waits)>,
 }
 
 impl fmt::Display for Seen {
@@ -75,6 +113,18 @@ impl fmt::Display for Seen {
                 self.jobs as f64 / commits.count,
                 1e3 * commits.seconds / commits.count,
                 100.0 * commits.seconds / self.usage.wall.as_secs_f64()
+            )?;
+        }
+        if let Some((counters, waits)) = &self.postgres {
+            let jobs = self.jobs.max(1) as f64;
+            write!(
+                f,
+                "; PostgreSQL: {} transaction ids ({:.2} per job), {:.1} MB WAL ({:.0} bytes \
+                 per job); {waits}",
+                thousands(counters.next_xid),
+                counters.next_xid as f64 / jobs,
+                counters.wal_bytes as f64 / 1e6,
+                counters.wal_bytes as f64 / jobs,
             )?;
         }
         Ok(())

@@ -1,7 +1,10 @@
 //! The results: one row per figure, each with its target and verdict, printed as a markdown
 //! table, followed by notes on what the server and the bench were doing meanwhile.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use crate::backend::Backend;
 
 /// How a figure is shown.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,6 +17,8 @@ pub enum Unit {
     Megabytes,
     /// A plain ratio of two figures.
     Ratio,
+    /// A count of things (rows, tuples).
+    Count,
 }
 
 impl Unit {
@@ -24,6 +29,7 @@ impl Unit {
             Unit::Millis => format!("{value:.3} ms"),
             Unit::Megabytes => format!("{value:.1} MB"),
             Unit::Ratio => format!("{value:.2}"),
+            Unit::Count => thousands(value.round() as u64),
         }
     }
 
@@ -34,6 +40,7 @@ impl Unit {
             Unit::Millis => format!("{value} ms"),
             Unit::Megabytes => format!("{value} MB"),
             Unit::Ratio => format!("{value:.2}"),
+            Unit::Count => thousands(value.round() as u64),
         }
     }
 }
@@ -54,6 +61,9 @@ pub enum Target {
 pub struct Row {
     /// The scenario, e.g. `batch enqueue, 1,000 per request`.
     pub scenario: String,
+    /// The store it ran on, e.g. `SQLite`, or `PostgreSQL / SQLite` for a ratio of the two;
+    /// empty when the scenario says it.
+    pub store: String,
     /// What was measured, e.g. `rate` or `p99`.
     pub metric: String,
     /// The measured value, in `unit`.
@@ -75,11 +85,24 @@ impl Row {
     ) -> Self {
         Self {
             scenario: scenario.into(),
+            store: String::new(),
             metric: metric.into(),
             value,
             unit,
             target,
         }
+    }
+
+    /// The same row, measured on `backend`.
+    pub fn on(mut self, backend: Backend) -> Self {
+        self.store = backend.label().to_owned();
+        self
+    }
+
+    /// The same row, naming its store(s) as `store`.
+    pub fn stores(mut self, store: impl Into<String>) -> Self {
+        self.store = store.into();
+        self
     }
 
     /// `PASS`, `MISS`, or `—` when there is no target.
@@ -116,8 +139,9 @@ impl Report {
     /// Adds a figure, and echoes it to stderr so a long run shows progress.
     pub fn push(&mut self, row: Row) {
         eprintln!(
-            "  {} / {}: {} ({} {})",
+            "  {} [{}] / {}: {} ({} {})",
             row.scenario,
+            row.store,
             row.metric,
             row.unit.format(row.value),
             row.target_text(),
@@ -133,6 +157,31 @@ impl Report {
         self.notes.push(note);
     }
 
+    /// Adds the PostgreSQL figure of `scenario` as a share of the SQLite one, when `figures`
+    /// (by store) holds both.
+    pub fn versus_sqlite(
+        &mut self,
+        scenario: impl Into<String>,
+        metric: &str,
+        figures: &BTreeMap<Backend, f64>,
+    ) {
+        if let (Some(pg), Some(sqlite)) = (
+            figures.get(&Backend::Postgres),
+            figures.get(&Backend::Sqlite),
+        ) {
+            self.push(
+                Row::new(
+                    scenario,
+                    format!("{metric}, PostgreSQL / SQLite"),
+                    pg / sqlite,
+                    Unit::Ratio,
+                    Target::None,
+                )
+                .stores("both"),
+            );
+        }
+    }
+
     /// How many figures missed their target.
     pub fn misses(&self) -> usize {
         self.rows.iter().filter(|r| r.verdict() == "MISS").count()
@@ -141,13 +190,14 @@ impl Report {
     /// The table and the notes, as markdown.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
-        out.push_str("| scenario | figure | result | target | verdict |\n");
-        out.push_str("| --- | --- | ---: | --- | --- |\n");
+        out.push_str("| scenario | store | figure | result | target | verdict |\n");
+        out.push_str("| --- | --- | --- | ---: | --- | --- |\n");
         for row in &self.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 row.scenario,
+                row.store,
                 row.metric,
                 row.unit.format(row.value),
                 row.target_text(),

@@ -83,7 +83,8 @@ impl CommitStats {
     }
 }
 
-/// A running `errands serve --sync full` on a fresh database. Killed when stopped or dropped.
+/// A running `errands serve --sync full`: on a fresh SQLite file of its own, or on a
+/// PostgreSQL database it may share with other nodes. Killed when stopped or dropped.
 pub struct Server {
     child: Child,
     pid: u32,
@@ -94,21 +95,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `bin serve` on a free loopback port with a new database in a new temporary
-    /// directory, and waits until it answers `/healthz`.
-    pub async fn start(bin: &Path) -> Result<Self> {
+    /// Starts `bin serve` on a free loopback port, on the PostgreSQL database at `postgres`
+    /// (`postgres://…/dbname`) or, when `None`, on a new SQLite file in its temporary
+    /// directory (which also holds the server's log); waits until it answers `/healthz`.
+    pub async fn start_on(bin: &Path, postgres: Option<&str>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("errands-bench-")
             .tempdir()
             .context("creating a temporary directory")?;
         let addr = format!("127.0.0.1:{}", free_port()?);
         let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let db = match postgres {
+            Some(url) => std::ffi::OsString::from(url),
+            None => dir.path().join("bench.db").into_os_string(),
+        };
         let child = Command::new(bin)
             .arg("serve")
             .arg("--db")
-            .arg(dir.path().join("bench.db"))
+            .arg(db)
             .args(["--listen", &addr, "--sync", "full"])
             .env_remove("ERRANDS_TOKEN")
+            .env_remove("ERRANDS_DB")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
