@@ -16,7 +16,7 @@ use errands_core::{Clock, Limits};
 use errands_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, EventLimits, WorkerLimits};
 pub use error::EngineError;
 
 /// Settings of a running server.
@@ -31,6 +31,10 @@ pub struct ServerConfig {
     /// On a shared store: how long after this node's last heartbeat other nodes release the
     /// jobs its workers hold.
     pub node_lease: std::time::Duration,
+    /// Timeouts and bounds of worker connections.
+    pub worker: WorkerLimits,
+    /// Bounds of the live event feed.
+    pub events: EventLimits,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +44,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             max_body_bytes: 64 << 20,
             node_lease: EngineOptions::default().node_lease,
+            worker: WorkerLimits::default(),
+            events: EventLimits::default(),
         }
     }
 }
@@ -90,6 +96,8 @@ async fn build(
     let options = EngineOptions {
         limits: config.limits,
         node_lease: config.node_lease,
+        worker: config.worker,
+        events: config.events,
     };
     let engine = Engine::start(store, clock, options).await?;
     let token = api::Token(config.token.map(Into::into));

@@ -1,10 +1,12 @@
 //! `GET /v1/events`: live job events over a WebSocket, or Server-Sent Events for curl and
-//! browsers. A subscriber that falls too far behind is cut off with a reason; it never slows
-//! the server down.
+//! browsers. A subscriber that falls too far behind (see `EventLimits`) is cut off with a
+//! reason, and one whose socket takes no write for the write timeout is disconnected; neither
+//! slows the server down.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
@@ -12,16 +14,15 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use errands_core::event::Event;
 use errands_core::JobId;
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::timeout;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
 use super::extract::QueryParams;
-use crate::engine::Engine;
+use crate::engine::{Engine, EventFilter, Subscription, SubscriptionEnd};
 
 /// Which events to receive; all when nothing is given.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -35,46 +36,31 @@ pub struct EventParams {
     pub kind: Option<String>,
 }
 
-/// A parsed filter.
-#[derive(Clone, Debug, Default)]
-struct Filter {
-    ids: Option<HashSet<JobId>>,
-    queue: Option<String>,
-    kind: Option<String>,
-}
-
-impl Filter {
-    fn parse(params: EventParams) -> Result<Self, ApiError> {
-        let ids = params
-            .ids
-            .map(|ids| {
-                ids.split(',')
-                    .filter(|id| !id.is_empty())
-                    .map(|id| {
-                        id.trim().parse().map_err(|_| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                "invalid_field",
-                                format!("{id:?} is not a job id"),
-                            )
-                            .with_field("ids")
-                        })
+/// Parses the query into the engine's filter.
+fn parse_filter(params: EventParams) -> Result<EventFilter, ApiError> {
+    let ids = params
+        .ids
+        .map(|ids| {
+            ids.split(',')
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    id.trim().parse().map_err(|_| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_field",
+                            format!("{id:?} is not a job id"),
+                        )
+                        .with_field("ids")
                     })
-                    .collect::<Result<HashSet<_>, _>>()
-            })
-            .transpose()?;
-        Ok(Self {
-            ids,
-            queue: params.queue,
-            kind: params.kind,
+                })
+                .collect::<Result<HashSet<JobId>, _>>()
         })
-    }
-
-    fn matches(&self, event: &Event) -> bool {
-        self.ids.as_ref().is_none_or(|ids| ids.contains(&event.id))
-            && self.queue.as_ref().is_none_or(|q| *q == event.queue)
-            && self.kind.as_ref().is_none_or(|k| *k == event.kind)
-    }
+        .transpose()?;
+    Ok(EventFilter {
+        ids,
+        queue: params.queue,
+        kind: params.kind,
+    })
 }
 
 /// Streams job state changes and progress; a WebSocket when asked to upgrade, else SSE.
@@ -85,46 +71,51 @@ pub async fn events(
     QueryParams(params): QueryParams<EventParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::parse(params)?;
+    let filter = parse_filter(params)?;
     // Subscribe before answering, so a client that subscribes and then reads a job's state
     // misses nothing in between.
-    let events = engine.events().subscribe();
+    let events = engine.events().subscribe(filter);
+    let write_timeout = engine.events().limits().write_timeout;
     Ok(match upgrade {
         Ok(ws) => ws
-            .on_upgrade(move |socket| stream_websocket(socket, events, filter, engine))
+            .on_upgrade(move |socket| stream_websocket(socket, events, engine, write_timeout))
             .into_response(),
-        Err(_) => Sse::new(sse_stream(events, filter))
+        Err(_) => Sse::new(sse_stream(events))
             .keep_alive(KeepAlive::default())
             .into_response(),
     })
 }
 
-fn lagged_reason(missed: u64) -> String {
-    format!("subscriber too slow: {missed} events dropped; reconnect and re-read state")
+/// Sends `message`, giving up after `limit`: a subscriber that stops reading must not hold
+/// its task (and its socket) forever.
+async fn send(socket: &mut WebSocket, message: Message, limit: Duration) -> bool {
+    matches!(timeout(limit, socket.send(message)).await, Ok(Ok(())))
 }
 
 async fn stream_websocket(
     mut socket: WebSocket,
-    mut events: broadcast::Receiver<Arc<Event>>,
-    filter: Filter,
+    mut events: Subscription,
     engine: Arc<Engine>,
+    write_timeout: Duration,
 ) {
     loop {
         tokio::select! {
             received = events.recv() => match received {
-                Ok(event) if filter.matches(&event) => {
-                    let Ok(text) = serde_json::to_string(&*event) else { continue };
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                Ok(event) => {
+                    let text = Message::Text(event.json.as_str().into());
+                    if !send(&mut socket, text, write_timeout).await {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    let frame = CloseFrame { code: close_code::POLICY, reason: lagged_reason(missed).into() };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
+                Err(end) => {
+                    let code = match end {
+                        SubscriptionEnd::TooSlow { .. } => close_code::POLICY,
+                        SubscriptionEnd::Closing => close_code::AWAY,
+                    };
+                    let frame = CloseFrame { code, reason: end.to_string().into() };
+                    send(&mut socket, Message::Close(Some(frame)), write_timeout).await;
                     return;
                 }
-                Err(RecvError::Closed) => return,
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -132,39 +123,29 @@ async fn stream_websocket(
             },
             _ = engine.closed() => {
                 let frame = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                send(&mut socket, Message::Close(Some(frame)), write_timeout).await;
                 return;
             }
         }
     }
 }
 
-fn sse_stream(
-    events: broadcast::Receiver<Arc<Event>>,
-    filter: Filter,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    stream::unfold(Some(events), move |events| {
-        let filter = filter.clone();
-        async move {
-            let mut events = events?;
-            loop {
-                match events.recv().await {
-                    Ok(event) if filter.matches(&event) => {
-                        let sse = SseEvent::default()
-                            .id(event.seq.to_string())
-                            .json_data(&*event)
-                            .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
-                        return Some((Ok(sse), Some(events)));
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(missed)) => {
-                        let last = SseEvent::default()
-                            .event("error")
-                            .data(lagged_reason(missed));
-                        return Some((Ok(last), None));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
+/// The SSE body: each event as `id: seq` and `data: json`; a subscription cut off ends with
+/// an `error` event saying why.
+fn sse_stream(events: Subscription) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(Some(events), |events| async move {
+        let mut events = events?;
+        match events.recv().await {
+            Ok(event) => {
+                let sse = SseEvent::default()
+                    .id(event.seq.to_string())
+                    .data(event.json.as_str());
+                Some((Ok(sse), Some(events)))
+            }
+            Err(SubscriptionEnd::Closing) => None,
+            Err(end) => {
+                let last = SseEvent::default().event("error").data(end.to_string());
+                Some((Ok(last), None))
             }
         }
     })

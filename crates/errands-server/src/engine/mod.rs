@@ -5,6 +5,7 @@
 mod bus;
 mod cron;
 mod events;
+mod limits;
 mod maintenance;
 mod names;
 mod node;
@@ -28,7 +29,8 @@ use errands_store::{
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-pub use events::{EventHub, EVENT_BUFFER};
+pub use events::{EventFilter, EventHub, Published, Subscription, SubscriptionEnd};
+pub use limits::{EventLimits, WorkerLimits};
 pub use maintenance::run_maintenance_loop;
 pub use node::run_lease_loop;
 pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
@@ -47,6 +49,10 @@ pub struct EngineOptions {
     /// On a shared store: how long after this node's last heartbeat other nodes release the
     /// jobs its workers hold.
     pub node_lease: Duration,
+    /// Timeouts and bounds of worker connections.
+    pub worker: WorkerLimits,
+    /// Bounds of the live event feed.
+    pub events: EventLimits,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +60,8 @@ impl Default for EngineOptions {
         Self {
             limits: Limits::default(),
             node_lease: Duration::from_secs(15),
+            worker: WorkerLimits::default(),
+            events: EventLimits::default(),
         }
     }
 }
@@ -68,6 +76,7 @@ pub struct Engine {
     outbox_rx: Mutex<Option<mpsc::Receiver<Notice>>>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    worker_limits: WorkerLimits,
     signals: QueueSignals,
     workers: WorkerRegistry,
     events: EventHub,
@@ -104,9 +113,10 @@ impl Engine {
             outbox_rx: Mutex::new(outbox_rx),
             clock,
             limits: options.limits,
+            worker_limits: options.worker,
             signals: QueueSignals::default(),
             workers: WorkerRegistry::default(),
-            events: EventHub::default(),
+            events: EventHub::new(options.events),
             throughput: Default::default(),
             paused: RwLock::new(paused),
             maintenance: Notify::new(),
@@ -140,6 +150,12 @@ impl Engine {
     /// Closes every worker connection (their jobs return to their queues) and refuses new ones.
     pub fn close(&self) {
         self.closing.cancel();
+        self.events.close();
+    }
+
+    /// Timeouts and bounds of worker connections.
+    pub fn worker_limits(&self) -> &WorkerLimits {
+        &self.worker_limits
     }
 
     /// Resolves once [`Engine::close`] was called.
@@ -441,7 +457,16 @@ impl Engine {
         let workers = self.workers.list();
         let capacity = workers.iter().map(|w| u64::from(w.capacity)).sum();
         telemetry::snapshot(&queues, workers.len(), capacity);
+        self.record_buffer_gauges(&workers);
         Ok(telemetry::prometheus().render())
+    }
+
+    /// What the event feed and the worker connections hold in memory, for `/metrics`.
+    fn record_buffer_gauges(&self, workers: &[WorkerInfo]) {
+        let outbound: usize = workers.iter().map(|w| w.outbound_bytes).sum();
+        metrics::gauge!("errands_worker_outbound_bytes").set(outbound as f64);
+        metrics::gauge!("errands_event_subscribers").set(self.events.subscribers() as f64);
+        metrics::gauge!("errands_event_buffered_bytes").set(self.events.buffered_bytes() as f64);
     }
 
     /// Whether the store answers: a cheap read through the whole store path.

@@ -1,6 +1,7 @@
 //! The workers connected to this server: how to reach each one, and what it reported.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -51,6 +52,10 @@ pub struct WorkerInfo {
     pub connected_at: DateTime<Utc>,
     /// When it last sent anything.
     pub last_seen: DateTime<Utc>,
+    /// Bytes waiting to be written to its socket: what a worker that stops reading makes
+    /// the server hold (bounded; see `WorkerLimits`).
+    #[serde(default)]
+    pub outbound_bytes: usize,
 }
 
 /// A shared, updatable view of one worker.
@@ -59,6 +64,8 @@ pub type WorkerStatus = Arc<Mutex<WorkerInfo>>;
 struct Entry {
     tx: mpsc::UnboundedSender<ToWorker>,
     status: WorkerStatus,
+    /// Bytes waiting in its connection's outbound buffer, kept by the connection's writer.
+    outbound: Arc<AtomicUsize>,
 }
 
 /// Connected workers by id.
@@ -69,14 +76,19 @@ pub struct WorkerRegistry {
 
 impl WorkerRegistry {
     /// Adds a worker. Its connection reads `ToWorker` messages from the returned receiver and
-    /// keeps the returned status current.
-    pub fn register(&self, info: WorkerInfo) -> (mpsc::UnboundedReceiver<ToWorker>, WorkerStatus) {
+    /// keeps the returned status current; `outbound` counts the bytes waiting on its socket.
+    pub fn register(
+        &self,
+        info: WorkerInfo,
+        outbound: Arc<AtomicUsize>,
+    ) -> (mpsc::UnboundedReceiver<ToWorker>, WorkerStatus) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = info.id.clone();
         let status = Arc::new(Mutex::new(info));
         let entry = Entry {
             tx,
             status: status.clone(),
+            outbound,
         };
         self.lock().insert(id, entry);
         (rx, status)
@@ -106,11 +118,14 @@ impl WorkerRegistry {
             .lock()
             .values()
             .map(|entry| {
-                entry
+                let mut info = entry
                     .status
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .clone()
+                    .clone();
+                // Read live: a stalled connection's loop may not be refreshing its status.
+                info.outbound_bytes = entry.outbound.load(Ordering::Relaxed);
+                info
             })
             .collect();
         workers.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));

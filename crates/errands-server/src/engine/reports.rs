@@ -10,6 +10,9 @@ use errands_store::{Report, Reported};
 use super::{telemetry, Engine};
 use crate::error::EngineError;
 
+/// Longest progress `message`, in bytes: a status line, not a payload (that is `data`).
+pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 4 << 10;
+
 /// One report from a worker on a job it holds.
 pub struct WorkerReport {
     /// The job.
@@ -36,7 +39,11 @@ impl Engine {
     ) -> Vec<(JobId, Result<(), EngineError>)> {
         let now = self.now();
         let ids: Vec<JobId> = reports.iter().map(|r| r.id).collect();
-        let prepared: Vec<Prepared> = reports.into_iter().map(|r| prepare(r, now)).collect();
+        let max_data = self.worker_limits.max_progress_data_bytes;
+        let prepared: Vec<Prepared> = reports
+            .into_iter()
+            .map(|r| prepare(r, now, max_data))
+            .collect();
         let (writes, labels): (Vec<Report>, Vec<Option<(String, String)>>) = prepared
             .iter()
             .filter_map(|p| match p {
@@ -105,8 +112,9 @@ impl Engine {
     }
 }
 
-/// Checks a report and turns it into the store write it asks for.
-fn prepare(report: WorkerReport, now: chrono::DateTime<chrono::Utc>) -> Prepared {
+/// Checks a report and turns it into the store write it asks for. Progress `data` over
+/// `max_data` bytes is refused.
+fn prepare(report: WorkerReport, now: chrono::DateTime<chrono::Utc>, max_data: usize) -> Prepared {
     match report.report {
         WorkerMessage::Complete { id, result } => {
             Prepared::Write(Report::Complete { id, result }, None)
@@ -128,7 +136,7 @@ fn prepare(report: WorkerReport, now: chrono::DateTime<chrono::Utc>) -> Prepared
             let cause = FailureCause::Reported { retry, retry_after };
             Prepared::Write(Report::Fail { id, error, cause }, None)
         }
-        WorkerMessage::Progress { id, progress } => match check_progress(&progress) {
+        WorkerMessage::Progress { id, progress } => match check_progress(&progress, max_data) {
             Ok(()) => Prepared::Write(Report::Progress { id, progress }, report.labels),
             Err(error) => Prepared::Refused(error.into()),
         },
@@ -136,12 +144,55 @@ fn prepare(report: WorkerReport, now: chrono::DateTime<chrono::Utc>) -> Prepared
     }
 }
 
-fn check_progress(progress: &Progress) -> Result<(), ValidationError> {
-    match progress.percent {
-        Some(percent) if !(0.0..=100.0).contains(&percent) => Err(ValidationError::new(
-            "percent",
-            format!("percent must be between 0 and 100, got {percent}"),
-        )),
-        _ => Ok(()),
+/// Progress is stored on the job and fanned out to every event subscriber, so its size is
+/// bounded here, where it enters.
+fn check_progress(progress: &Progress, max_data: usize) -> Result<(), ValidationError> {
+    if let Some(percent) = progress.percent {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(ValidationError::new(
+                "percent",
+                format!("percent must be between 0 and 100, got {percent}"),
+            ));
+        }
+    }
+    let message = progress.message.as_deref().map_or(0, str::len);
+    if message > MAX_PROGRESS_MESSAGE_BYTES {
+        return Err(ValidationError::new(
+            "message",
+            format!("progress message is {message} bytes; at most {MAX_PROGRESS_MESSAGE_BYTES} are allowed"),
+        ));
+    }
+    let data = progress
+        .data
+        .as_ref()
+        .map_or(Ok(0), json_len)
+        .unwrap_or(usize::MAX);
+    if data > max_data {
+        return Err(ValidationError::new(
+            "data",
+            format!("progress data is {data} bytes of JSON; at most {max_data} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// The length of `value` as compact JSON, counted without building the text.
+fn json_len(value: &serde_json::Value) -> Result<usize, serde_json::Error> {
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, value)?;
+    Ok(counter.0)
+}
+
+/// A writer that only counts.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -29,6 +29,23 @@ impl QueueSignals {
         }
     }
 
+    /// Forgets each of `queues` that no receiver watches any more. A worker's connection calls
+    /// it with its queues once it has dropped its receivers, so the names a worker declared
+    /// are forgotten with the last connection that declared them.
+    pub fn forget_unwatched(&self, queues: &[String]) {
+        let mut senders = self.lock();
+        for queue in queues {
+            if senders.get(queue).is_some_and(|s| s.receiver_count() == 0) {
+                senders.remove(queue);
+            }
+        }
+    }
+
+    /// How many queues some connection watches now.
+    pub fn watched(&self) -> usize {
+        self.lock().len()
+    }
+
     /// A receiver that changes whenever `queue` is notified.
     pub fn subscribe(&self, queue: &str) -> watch::Receiver<u64> {
         self.lock()

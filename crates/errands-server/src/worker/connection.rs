@@ -12,51 +12,64 @@ use errands_core::protocol::{
 use errands_core::{Job, JobId};
 use errands_store::StoreError;
 use futures_util::future::{select_all, OptionFuture};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, sleep_until, timeout, Instant, MissedTickBehavior};
 
+use super::hello::{read_hello, Greeting, MAX_CAPACITY};
+use super::outbound::{Outbound, OutboundError};
 use super::prefetch::Prefetch;
 use super::queue_order::QueueOrder;
 use super::round::{self, ClaimOrder, Claimed, InFlight, ReportWrite, Round};
-use crate::engine::{Engine, ToWorker, WorkerInfo, WorkerStatus};
+use crate::engine::{Engine, ToWorker, WorkerInfo, WorkerLimits, WorkerStatus};
 use crate::error::EngineError;
 
-/// How long a new connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the server pings an idle worker.
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// A worker silent for this long is lost.
-const SILENCE_LIMIT: Duration = Duration::from_secs(60);
-/// Most jobs one worker may hold at once.
-const MAX_CAPACITY: u32 = 100_000;
-
-type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
 /// Serves one worker until its socket closes, then returns its jobs to their queues.
 pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
-    let (mut sink, mut stream) = socket.split();
-    let hello = match timeout(HELLO_TIMEOUT, read_hello(&mut stream)).await {
-        Ok(Ok(hello)) => hello,
-        Ok(Err(reason)) => {
-            let _ = send(&mut sink, &error_message(reason, None)).await;
-            return;
-        }
+    let limits = *engine.worker_limits();
+    let (sink, mut stream) = socket.split();
+    // Every write goes through the outbound queue and its writer task, so no write can block
+    // this connection's loop (its ping and silence check included).
+    let out = Outbound::start(sink, limits);
+    let greeting = match timeout(limits.hello_timeout, read_hello(&mut stream, &limits)).await {
+        Ok(Ok(greeting)) => greeting,
+        Ok(Err(reason)) => return refuse(out, reason).await,
         Err(_) => {
-            let _ = send(
-                &mut sink,
-                &error_message("no hello within 10 s".into(), None),
-            )
-            .await;
-            return;
+            let reason = format!("no hello within {:?}", limits.hello_timeout);
+            return refuse(out, reason).await;
         }
     };
     let worker_id = uuid::Uuid::now_v7().to_string();
+    let hello = &greeting.hello;
+    let info = worker_info(&engine, &worker_id, hello);
+    let (inbox, status) = engine.workers().register(info, out.bytes_counter());
+    tracing::info!(worker_id, name = ?hello.name, queues = hello.queues.len(), capacity = hello.capacity, "worker connected");
+    let Greeting { hello, rest } = greeting;
+    let mut session = Session::new(engine.clone(), worker_id.clone(), hello, status, out);
+    if let Err(error) = session.serve(&mut stream, inbox, rest).await {
+        tracing::debug!(worker_id, %error, "worker connection ended");
+    }
+    session.settle().await;
+    engine.workers().unregister(&worker_id);
+    release(&engine, &worker_id).await;
+    session.leave().await;
+}
+
+/// Tells a connection that never became a session why, then closes it.
+async fn refuse(out: Outbound, reason: String) {
+    // A worker that does not read gets no reply; the close below is bounded either way.
+    let _ = out.send(text(&error_message(reason, None)));
+    out.close().await;
+}
+
+/// What `GET /v1/workers` shows for a new connection.
+fn worker_info(engine: &Engine, worker_id: &str, hello: &Hello) -> WorkerInfo {
     let now = engine.now();
-    let info = WorkerInfo {
-        id: worker_id.clone(),
+    WorkerInfo {
+        id: worker_id.to_owned(),
         node: engine.node_id().to_owned(),
         name: hello.name.clone(),
         host: hello.host.clone(),
@@ -68,16 +81,13 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
         running: 0,
         connected_at: now,
         last_seen: now,
-    };
-    let (inbox, status) = engine.workers().register(info);
-    tracing::info!(worker_id, name = ?hello.name, queues = ?hello.queues, capacity = hello.capacity, "worker connected");
-    let mut session = Session::new(engine.clone(), worker_id.clone(), hello, status);
-    if let Err(error) = session.serve(&mut sink, &mut stream, inbox).await {
-        tracing::debug!(worker_id, %error, "worker connection ended");
+        outbound_bytes: 0,
     }
-    session.settle().await;
-    engine.workers().unregister(&worker_id);
-    match engine.worker_lost(&worker_id).await {
+}
+
+/// Returns a gone worker's jobs to their queues.
+async fn release(engine: &Engine, worker_id: &str) {
+    match engine.worker_lost(worker_id).await {
         Ok(released) if !released.is_empty() => {
             tracing::warn!(
                 worker_id,
@@ -90,33 +100,6 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     }
 }
 
-/// Reads frames until the first message, which must be a valid hello.
-async fn read_hello(stream: &mut Stream) -> Result<Hello, String> {
-    while let Some(frame) = stream.next().await {
-        let text = match frame.map_err(|e| e.to_string())? {
-            Message::Text(text) => text,
-            Message::Close(_) => break,
-            Message::Binary(_) => return Err("binary frames are not supported".into()),
-            Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        let first = parse_worker_frame(&text)
-            .map_err(|e| format!("invalid message: {e}"))?
-            .into_iter()
-            .next();
-        return match first {
-            Some(WorkerMessage::Hello(hello)) if hello.queues.is_empty() => {
-                Err("hello must name at least one queue".into())
-            }
-            Some(WorkerMessage::Hello(hello)) if hello.capacity > MAX_CAPACITY => {
-                Err(format!("capacity must be at most {MAX_CAPACITY}"))
-            }
-            Some(WorkerMessage::Hello(hello)) => Ok(hello),
-            _ => Err("the first message must be hello".into()),
-        };
-    }
-    Err("closed before hello".into())
-}
-
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 enum SessionEnd {
@@ -126,6 +109,8 @@ enum SessionEnd {
     Closed,
     #[error("silent for {0:?}")]
     Silent(Duration),
+    #[error("cut off: {0}")]
+    Outbound(#[from] OutboundError),
     #[error("server shutting down")]
     ServerClosing,
     #[error("this node's lease lapsed")]
@@ -136,7 +121,12 @@ enum SessionEnd {
 
 struct Session {
     engine: Arc<Engine>,
+    limits: WorkerLimits,
     worker_id: String,
+    /// What the worker is sent, written by a task of its own.
+    out: Outbound,
+    /// Set while jobs wait for room in the outbound queue.
+    held_back: bool,
     queues: QueueOrder,
     capacity: usize,
     /// Jobs this worker holds.
@@ -157,7 +147,13 @@ struct Session {
 }
 
 impl Session {
-    fn new(engine: Arc<Engine>, worker_id: String, hello: Hello, status: WorkerStatus) -> Self {
+    fn new(
+        engine: Arc<Engine>,
+        worker_id: String,
+        hello: Hello,
+        status: WorkerStatus,
+        out: Outbound,
+    ) -> Self {
         let queues = QueueOrder::new(hello.queues, hello.weights);
         let signals = queues
             .names()
@@ -165,8 +161,11 @@ impl Session {
             .map(|q| engine.signals().subscribe(q))
             .collect();
         Self {
+            limits: *engine.worker_limits(),
             engine,
             worker_id,
+            out,
+            held_back: false,
             queues,
             capacity: hello.capacity as usize,
             running: HashMap::new(),
@@ -195,26 +194,30 @@ impl Session {
     }
 
     /// How many jobs a claim should ask for: the free slots held jobs cannot fill, and room
-    /// to hold more ahead.
+    /// to hold more ahead. None while the outbound queue is full: they could not be sent.
     fn wanted(&self) -> usize {
+        if self.out.full() {
+            return 0;
+        }
         let free = self.free().saturating_sub(self.prefetch.len());
         free + self.prefetch.room(self.capacity)
     }
 
     async fn serve(
         &mut self,
-        sink: &mut Sink,
         stream: &mut Stream,
         mut inbox: mpsc::UnboundedReceiver<ToWorker>,
+        rest_of_hello: Vec<WorkerMessage>,
     ) -> Result<(), SessionEnd> {
-        send(
-            sink,
-            &ServerMessage::Welcome {
-                worker_id: self.worker_id.clone(),
-            },
-        )
-        .await?;
-        let mut ping = interval(PING_EVERY);
+        let welcome = ServerMessage::Welcome {
+            worker_id: self.worker_id.clone(),
+        };
+        self.send(&welcome)?;
+        // Messages that shared the hello's frame count as if they had come after it.
+        for message in rest_of_hello {
+            self.take_message(message).await?;
+        }
+        let mut ping = interval(self.limits.ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             if self.in_flight.is_none() {
@@ -227,10 +230,11 @@ impl Session {
                 // in flight comes before commands, so a cancel that follows a claim finds its job.
                 biased;
                 _ = self.engine.closed() => return Err(SessionEnd::ServerClosing),
+                error = self.out.failed() => return Err(error.into()),
                 round = OptionFuture::from(self.in_flight.as_mut()), if self.in_flight.is_some() => {
                     self.in_flight = None;
                     if let Some(round) = round {
-                        self.finish_round(sink, round).await?;
+                        self.finish_round(round).await?;
                     }
                 }
                 frame = stream.next() => {
@@ -241,23 +245,37 @@ impl Session {
                     while let Some(Some(Ok(more))) = stream.next().now_or_never() {
                         frames.push(more);
                     }
-                    self.handle_frames(sink, frames).await?;
+                    self.handle_frames(frames).await?;
                     self.update_status(true);
                 }
-                Some(command) = inbox.recv() => self.handle_command(sink, command).await?,
+                Some(command) = inbox.recv() => self.handle_command(command).await?,
+                _ = self.out.drained(), if self.held_back => {
+                    self.held_back = false;
+                    self.want_claim = true;
+                    self.send_jobs(Vec::new()).await?;
+                }
                 _ = any_changed(&mut self.signals), if idle => self.want_claim = true,
                 _ = sleep_until(hold_expiry.unwrap_or_else(Instant::now)), if hold_expiry.is_some() => {
                     self.give_back_held().await?;
                 }
-                _ = ping.tick() => {
-                    let silent = self.last_heard.elapsed();
-                    if silent > SILENCE_LIMIT {
-                        return Err(SessionEnd::Silent(silent));
-                    }
-                    sink.send(Message::Ping(Default::default())).await?;
-                }
+                _ = ping.tick() => self.check_alive()?,
             }
         }
+    }
+
+    /// Ends a session whose worker has been silent too long, else pings it. Nothing here
+    /// waits on the socket, so a worker that stops reading is still found out.
+    fn check_alive(&mut self) -> Result<(), SessionEnd> {
+        let silent = self.last_heard.elapsed();
+        if silent > self.limits.silence_limit {
+            return Err(SessionEnd::Silent(silent));
+        }
+        Ok(self.out.send(Message::Ping(Default::default()))?)
+    }
+
+    /// Queues `message` for the worker.
+    fn send(&self, message: &ServerMessage) -> Result<(), OutboundError> {
+        self.out.send(text(message))
     }
 
     /// Starts a round of writes with the pending reports and, if it might find jobs, a claim.
@@ -286,13 +304,13 @@ impl Session {
     }
 
     /// Reports what failed in a round and sends or holds the jobs it claimed.
-    async fn finish_round(&mut self, sink: &mut Sink, round: Round) -> Result<(), SessionEnd> {
+    async fn finish_round(&mut self, round: Round) -> Result<(), SessionEnd> {
         for (id, outcome) in round.outcomes {
             match outcome {
                 Ok(()) => {}
                 // The store failing is the connection's end; anything else is this report's.
                 Err(error @ EngineError::Store(StoreError::Backend(_))) => return Err(error.into()),
-                Err(error) => send(sink, &error_message(error.to_string(), Some(id))).await?,
+                Err(error) => self.send(&error_message(error.to_string(), Some(id)))?,
             }
         }
         let Some(claimed) = round.claimed else {
@@ -311,7 +329,7 @@ impl Session {
         if jobs.len() < claimed.wanted {
             self.want_claim = false;
         }
-        self.send_jobs(sink, jobs).await
+        self.send_jobs(jobs).await
     }
 
     /// Once the connection has ended: waits for the round in flight, writes the reports still
@@ -337,6 +355,14 @@ impl Session {
         }
     }
 
+    /// Once the worker's jobs are released: forgets the queues no other connection watches,
+    /// and writes what is still queued for the worker before closing its socket.
+    async fn leave(mut self) {
+        drop(std::mem::take(&mut self.signals));
+        self.engine.signals().forget_unwatched(&self.queues.names());
+        self.out.close().await;
+    }
+
     fn log_failures(&self, outcomes: &[(JobId, Result<(), EngineError>)]) {
         for (id, outcome) in outcomes {
             if let Err(error) = outcome {
@@ -346,14 +372,14 @@ impl Session {
     }
 
     /// Fills the worker's free slots, with held jobs first and then `claimed` ones, and holds
-    /// the claimed jobs that do not fit.
-    async fn send_jobs(&mut self, sink: &mut Sink, claimed: Vec<Job>) -> Result<(), SessionEnd> {
+    /// the claimed jobs that do not fit, or that wait for room in the outbound queue.
+    async fn send_jobs(&mut self, claimed: Vec<Job>) -> Result<(), SessionEnd> {
         let claimed_at = Instant::now();
         let mut claimed = claimed.into_iter();
         let mut sent = 0;
         // Jobs of a queue paused since they were claimed go back instead.
         let mut paused = Vec::new();
-        while self.free() > 0 {
+        while self.free() > 0 && !self.out.full() {
             let Some(job) = self.prefetch.next().or_else(|| claimed.next()) else {
                 break;
             };
@@ -363,15 +389,16 @@ impl Session {
             }
             self.engine.started(&job);
             self.running.insert(job.id, Sent::new(&job));
-            let text = to_text(&ServerMessage::Job(delivery(job)));
-            sink.feed(Message::Text(text.into())).await?;
+            self.out
+                .send_job(to_text(&ServerMessage::Job(delivery(job))))?;
             sent += 1;
         }
         for job in claimed {
             self.prefetch.hold(job, claimed_at);
         }
+        // Held jobs go out when the writer makes room, or back to their queue on expiry.
+        self.held_back = self.out.full() && self.free() > 0;
         if sent > 0 {
-            sink.flush().await?;
             self.update_status(false);
         }
         self.engine.unclaim(&self.worker_id, paused).await?;
@@ -389,17 +416,13 @@ impl Session {
         Ok(())
     }
 
-    async fn handle_command(
-        &mut self,
-        sink: &mut Sink,
-        command: ToWorker,
-    ) -> Result<(), SessionEnd> {
+    async fn handle_command(&mut self, command: ToWorker) -> Result<(), SessionEnd> {
         match command {
             ToWorker::Cancel { id, reason } => {
                 if self.running.remove(&id).is_some() {
                     self.want_claim = true;
                     self.update_status(false);
-                    send(sink, &ServerMessage::Cancel { id, reason }).await?;
+                    self.send(&ServerMessage::Cancel { id, reason })?;
                 } else if self.prefetch.forget(id) {
                     // Held, never sent: there is nothing for the worker to abort.
                     self.want_claim = true;
@@ -412,11 +435,7 @@ impl Session {
 
     /// Takes in the worker's frames: answers bad ones, queues its reports for the next round
     /// and, for every job they finish, sends a held job at once.
-    async fn handle_frames(
-        &mut self,
-        sink: &mut Sink,
-        frames: Vec<Message>,
-    ) -> Result<(), SessionEnd> {
+    async fn handle_frames(&mut self, frames: Vec<Message>) -> Result<(), SessionEnd> {
         let mut messages = Vec::new();
         let mut closed = false;
         for frame in frames {
@@ -424,48 +443,37 @@ impl Session {
                 Message::Text(text) => match parse_worker_frame(&text) {
                     Ok(parsed) => messages.extend(parsed),
                     Err(error) => {
-                        send(
-                            sink,
-                            &error_message(format!("invalid message: {error}"), None),
-                        )
-                        .await?
+                        self.send(&error_message(format!("invalid message: {error}"), None))?
                     }
                 },
-                Message::Binary(_) => {
-                    send(
-                        sink,
-                        &error_message("binary frames are not supported".into(), None),
-                    )
-                    .await?
-                }
+                Message::Binary(_) => self.send(&error_message(
+                    "binary frames are not supported".into(),
+                    None,
+                ))?,
                 // Reports that arrived before the close still count.
                 Message::Close(_) => closed = true,
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }
         for message in messages {
-            self.take_message(sink, message).await?;
+            self.take_message(message).await?;
         }
-        self.send_jobs(sink, Vec::new()).await?;
+        self.send_jobs(Vec::new()).await?;
         if closed {
             return Err(SessionEnd::Closed);
         }
         Ok(())
     }
 
-    async fn take_message(
-        &mut self,
-        sink: &mut Sink,
-        message: WorkerMessage,
-    ) -> Result<(), SessionEnd> {
+    async fn take_message(&mut self, message: WorkerMessage) -> Result<(), SessionEnd> {
         let (id, finishes) = match &message {
             WorkerMessage::Hello(_) => {
                 let reply = error_message("hello was already received".into(), None);
-                return Ok(send(sink, &reply).await?);
+                return Ok(self.send(&reply)?);
             }
             WorkerMessage::Capacity { capacity } if *capacity > MAX_CAPACITY => {
                 let reply = error_message(format!("capacity must be at most {MAX_CAPACITY}"), None);
-                return Ok(send(sink, &reply).await?);
+                return Ok(self.send(&reply)?);
             }
             WorkerMessage::Capacity { capacity } => {
                 self.capacity = *capacity as usize;
@@ -480,7 +488,7 @@ impl Session {
         };
         let Some(sent) = self.running.get(&id) else {
             let reply = error_message(format!("job {id} is not leased to this worker"), Some(id));
-            return Ok(send(sink, &reply).await?);
+            return Ok(self.send(&reply)?);
         };
         // Progress events name the job's queue and kind; completions and failures need no copy.
         let labels = (!finishes).then(|| sent.labels.clone());
@@ -550,6 +558,7 @@ fn to_text(message: &ServerMessage) -> String {
     serde_json::to_string(message).unwrap_or_else(|_| String::from("{}"))
 }
 
-async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), axum::Error> {
-    sink.send(Message::Text(to_text(message).into())).await
+/// `message` as a text frame.
+fn text(message: &ServerMessage) -> Message {
+    Message::Text(to_text(message).into())
 }

@@ -1,6 +1,8 @@
 //! The worker socket (`/v1/worker`): jobs are pushed to connected workers as they have room.
 
 mod connection;
+mod hello;
+mod outbound;
 mod prefetch;
 mod queue_order;
 mod round;
