@@ -15,6 +15,8 @@ use errands_store::{SqliteStore, Store, SyncMode};
 use errands_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
 
+mod streams;
+
 /// Where jobs are kept: a SQLite file, or a PostgreSQL database that several nodes share.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Database {
@@ -96,6 +98,9 @@ pub struct ServeArgs {
     /// How long dead jobs are kept, e.g. 30d.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     dead_retention: std::time::Duration,
+    /// Worker sockets and event subscribers.
+    #[command(flatten)]
+    streams: streams::StreamArgs,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -125,6 +130,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_args_bytes: args.max_args_bytes,
         },
         node_lease: args.node_lease,
+        worker: args.streams.worker(),
+        events: args.streams.events(),
         ..ServerConfig::default()
     };
     errands_server::serve(listener, store, clock, config, shutdown_signal()).await?;

@@ -217,7 +217,8 @@ impl Session {
         for message in rest_of_hello {
             self.take_message(message).await?;
         }
-        let mut ping = interval(self.limits.ping_every);
+        // A zero period would make `interval` panic; a millisecond is as often as it is useful.
+        let mut ping = interval(self.limits.ping_every.max(Duration::from_millis(1)));
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             if self.in_flight.is_none() {

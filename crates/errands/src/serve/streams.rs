@@ -1,0 +1,63 @@
+//! `errands serve` options for the long-lived sockets: worker connections and event
+//! subscribers. docs/architecture.md ("Limits and protections") explains each bound.
+
+use std::time::Duration;
+
+use clap::Args;
+use errands_server::{EventLimits, WorkerLimits};
+
+/// Timeouts and bounds of worker sockets and event subscribers.
+#[derive(Args, Clone, Debug)]
+pub struct StreamArgs {
+    /// How often the server pings each worker.
+    #[arg(long, env = "ERRANDS_WORKER_PING_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    worker_ping_interval: Duration,
+    /// A worker that sends nothing, not even a pong, for this long is lost.
+    #[arg(long, env = "ERRANDS_WORKER_SILENCE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    worker_silence_timeout: Duration,
+    /// A write to a worker (or an event subscriber) that makes no progress for this long cuts
+    /// it off; a worker's jobs are then redelivered.
+    #[arg(long, env = "ERRANDS_STREAM_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    stream_write_timeout: Duration,
+    /// Bytes of job frames waiting for one worker before the server holds further jobs back.
+    #[arg(long, env = "ERRANDS_WORKER_OUTBOUND_BYTES", default_value_t = WorkerLimits::default().outbound_bytes)]
+    worker_outbound_bytes: usize,
+    /// Most queues one worker's hello may name.
+    #[arg(long, env = "ERRANDS_MAX_WORKER_QUEUES", default_value_t = WorkerLimits::default().max_queues)]
+    max_worker_queues: usize,
+    /// Largest serialised progress `data`, in bytes.
+    #[arg(long, env = "ERRANDS_MAX_PROGRESS_DATA_BYTES", default_value_t = WorkerLimits::default().max_progress_data_bytes)]
+    max_progress_data_bytes: usize,
+    /// Bytes of events waiting for one /v1/events subscriber before it is cut off.
+    #[arg(long, env = "ERRANDS_EVENT_BUFFER_BYTES", default_value_t = EventLimits::default().subscriber_bytes)]
+    event_buffer_bytes: usize,
+    /// Bytes of events waiting for all subscribers together; past it, the one furthest behind
+    /// is cut off.
+    #[arg(long, env = "ERRANDS_EVENT_BUFFER_TOTAL_BYTES", default_value_t = EventLimits::default().total_bytes)]
+    event_buffer_total_bytes: usize,
+}
+
+impl StreamArgs {
+    /// The worker socket's settings.
+    pub fn worker(&self) -> WorkerLimits {
+        WorkerLimits {
+            ping_every: self.worker_ping_interval,
+            silence_limit: self.worker_silence_timeout,
+            write_timeout: self.stream_write_timeout,
+            outbound_bytes: self.worker_outbound_bytes,
+            max_queues: self.max_worker_queues,
+            max_progress_data_bytes: self.max_progress_data_bytes,
+            ..WorkerLimits::default()
+        }
+    }
+
+    /// The event feed's settings.
+    pub fn events(&self) -> EventLimits {
+        EventLimits {
+            subscriber_bytes: self.event_buffer_bytes,
+            total_bytes: self.event_buffer_total_bytes,
+            write_timeout: self.stream_write_timeout,
+            ..EventLimits::default()
+        }
+    }
+}
