@@ -15,4 +15,7 @@ pub enum EngineError {
     /// The network failed (binding or serving).
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// The server's settings cannot work; it did not start.
+    #[error("configuration: {0}")]
+    Config(String),
 }

@@ -5,32 +5,48 @@ pub mod api;
 mod dashboard;
 pub mod engine;
 mod error;
+mod http;
 mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::{Listener, ListenerExt};
 use errands_core::{Clock, Limits};
 use errands_store::Store;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 pub use engine::{Engine, EngineOptions, EventLimits, WorkerLimits};
 pub use error::EngineError;
+pub use http::HttpLimits;
 
 /// Settings of a running server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Bearer token required on every route but `/healthz`.
+    /// Bearer token required on every route but `/healthz`. An empty one is refused at
+    /// start: it would look like protection and be none.
     pub token: Option<String>,
     /// Limits on what a job may carry.
     pub limits: Limits,
-    /// Largest request body.
+    /// Largest request body on every route but the batch enqueue (at least
+    /// `limits.max_args_bytes`).
     pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/jobs/batch`.
+    pub max_batch_body_bytes: usize,
+    /// Most bytes of jobs in one page of `GET /v1/jobs`; a longer page is cut short and
+    /// continues at its `next_cursor`.
+    pub max_list_bytes: usize,
     /// On a shared store: how long after this node's last heartbeat other nodes release the
     /// jobs its workers hold.
-    pub node_lease: std::time::Duration,
+    pub node_lease: Duration,
+    /// Connection limits: timeouts and the most connections open at once.
+    pub http: HttpLimits,
+    /// Origins (`https://host[:port]`) besides the server's own whose pages may call the API.
+    pub allowed_origins: Vec<String>,
+    /// Host names (`name` or `name:port`) the server answers to when it listens on a
+    /// loopback address, besides `localhost` and the loopback addresses.
+    pub allowed_hosts: Vec<String>,
     /// Timeouts and bounds of worker connections.
     pub worker: WorkerLimits,
     /// Bounds of the live event feed.
@@ -42,11 +58,49 @@ impl Default for ServerConfig {
         Self {
             token: None,
             limits: Limits::default(),
-            max_body_bytes: 64 << 20,
+            max_body_bytes: 2 << 20,
+            max_batch_body_bytes: 16 << 20,
+            max_list_bytes: api::jobs::DEFAULT_LIST_BYTES,
             node_lease: EngineOptions::default().node_lease,
+            http: HttpLimits::default(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             worker: WorkerLimits::default(),
             events: EventLimits::default(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Refuses settings that cannot work or would silently protect nothing.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let refuse = |message: String| Err(EngineError::Config(message));
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return refuse(
+                "the token is empty, which would leave every route open: give a token, \
+                 or unset --token / ERRANDS_TOKEN to serve without one"
+                    .into(),
+            );
+        }
+        if self.limits.max_args_bytes > self.max_body_bytes {
+            return refuse(format!(
+                "--max-args-bytes ({}) is over --max-body-bytes ({}): no request could carry \
+                 args that large",
+                self.limits.max_args_bytes, self.max_body_bytes
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return refuse("--max-connections must be at least 1".into());
+        }
+        let timeouts = [
+            ("--header-timeout", self.http.header_timeout),
+            ("--body-timeout", self.http.body_timeout),
+            ("--write-timeout", self.http.write_timeout),
+        ];
+        if let Some((flag, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+            return refuse(format!("{flag} must be longer than zero"));
+        }
+        Ok(())
     }
 }
 
@@ -59,40 +113,33 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EngineError> {
-    let (engine, app) = build(store, clock, config).await?;
+    let limits = config.http;
+    let (engine, app) = build(store, clock, config, listener.local_addr()?).await?;
     let background = tokio::spawn(engine::run_background(engine.clone()));
     let closing = engine.clone();
-    let served = axum::serve(without_nagle(listener), app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Worker sockets would hold the graceful shutdown open forever: close them.
-            closing.close();
-        })
-        .await;
+    http::serve(listener, app, limits, async move {
+        shutdown.await;
+        // Worker sockets would hold the graceful shutdown open forever: close them.
+        closing.close();
+    })
+    .await;
     background.abort();
     if let Err(error) = engine.leave().await {
         tracing::warn!(%error, "could not remove this node's lease");
     }
-    Ok(served?)
+    Ok(())
 }
 
-/// Sends every write at once. With Nagle's algorithm a small frame written while an earlier
-/// one is unacknowledged waits for the ACK, which a peer delaying its ACKs holds for up to
-/// 40 ms: a job pushed right after the welcome, or a second job after the first, sat there.
-fn without_nagle(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
-    listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
-        }
-    })
-}
-
-/// The engine and the router over it.
+/// The engine and the router over it, for a server listening on `local`.
 async fn build(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: ServerConfig,
+    local: SocketAddr,
 ) -> Result<(Arc<Engine>, axum::Router), EngineError> {
+    config.check()?;
+    let origins = api::Origins::new(local, &config.allowed_origins, &config.allowed_hosts)
+        .map_err(|error| EngineError::Config(error.to_string()))?;
     let options = EngineOptions {
         limits: config.limits,
         node_lease: config.node_lease,
@@ -100,8 +147,18 @@ async fn build(
         events: config.events,
     };
     let engine = Engine::start(store, clock, options).await?;
-    let token = api::Token(config.token.map(Into::into));
-    let app = api::router(engine.clone(), token, config.max_body_bytes);
+    let rules = |max_bytes| api::BodyRules {
+        max_bytes,
+        timeout: config.http.body_timeout,
+    };
+    let api_config = api::ApiConfig {
+        token: api::Token(config.token.map(Into::into)),
+        origins: Arc::new(origins),
+        body: rules(config.max_body_bytes),
+        batch_body: rules(config.max_batch_body_bytes),
+        list: api::ListBudget(config.max_list_bytes),
+    };
+    let app = api::router(engine.clone(), api_config);
     Ok((engine, app))
 }
 
@@ -134,13 +191,10 @@ impl RunningServer {
     ) -> Result<Self, EngineError> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (engine, app) = build(store, clock, config).await?;
+        let limits = config.http;
+        let (engine, app) = build(store, clock, config, addr).await?;
         let maintenance = tokio::spawn(engine::run_background(engine.clone()));
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(without_nagle(listener), app).await {
-                tracing::error!(%error, "server stopped");
-            }
-        });
+        let task = tokio::spawn(http::serve(listener, app, limits, std::future::pending()));
         Ok(Self {
             addr,
             engine,

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_error, TestServer};
+use errands_core::Limits;
 use errands_server::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -440,13 +441,21 @@ async fn batch_with_a_wrongly_typed_job_names_its_index() {
     s.assert_unchanged_and_working(0).await;
 }
 
+/// Every body limited to 4 KiB (args to 1 KiB, as they must fit in a body).
+fn small_bodies() -> ServerConfig {
+    ServerConfig {
+        limits: Limits {
+            max_args_bytes: 1024,
+        },
+        max_body_bytes: 4096,
+        max_batch_body_bytes: 4096,
+        ..ServerConfig::default()
+    }
+}
+
 #[tokio::test]
 async fn body_over_the_size_limit_is_413_with_a_json_body() {
-    let s = TestServer::with_config(ServerConfig {
-        max_body_bytes: 4096,
-        ..ServerConfig::default()
-    })
-    .await;
+    let s = TestServer::with_config(small_bodies()).await;
     let response = s
         .post(
             "/v1/jobs",
@@ -459,11 +468,7 @@ async fn body_over_the_size_limit_is_413_with_a_json_body() {
 
 #[tokio::test]
 async fn batch_body_over_the_size_limit_is_413_with_a_json_body() {
-    let s = TestServer::with_config(ServerConfig {
-        max_body_bytes: 4096,
-        ..ServerConfig::default()
-    })
-    .await;
+    let s = TestServer::with_config(small_bodies()).await;
     let jobs = vec![json!({"kind": "a"}); 1000];
     let response = s.post("/v1/jobs/batch", &json!({ "jobs": jobs })).await;
     assert_error(&response, StatusCode::PAYLOAD_TOO_LARGE, "too_large", None);
@@ -472,11 +477,7 @@ async fn batch_body_over_the_size_limit_is_413_with_a_json_body() {
 
 #[tokio::test]
 async fn retry_body_over_the_size_limit_is_413_with_a_json_body() {
-    let s = TestServer::with_config(ServerConfig {
-        max_body_bytes: 4096,
-        ..ServerConfig::default()
-    })
-    .await;
+    let s = TestServer::with_config(small_bodies()).await;
     let id = s.enqueue(json!({"kind": "a"})).await;
     s.post_empty(&format!("/v1/jobs/{id}/cancel")).await;
     let padding = " ".repeat(10_000);

@@ -101,6 +101,9 @@ impl From<EngineError> for ApiError {
                 "internal",
                 io.to_string(),
             ),
+            EngineError::Config(message) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
         }
     }
 }

@@ -1,41 +1,133 @@
 //! Request extractors whose failures are JSON errors naming the field, not plain text.
 
+use std::time::Duration;
+
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use errands_core::JobId;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+
+/// How large a route's request body may be and how long the client has to send it. Routes
+/// carry theirs as a request extension; one without gets the default.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyRules {
+    /// Largest body, in bytes.
+    pub max_bytes: usize,
+    /// Longest time to receive the whole body.
+    pub timeout: Duration,
+}
+
+impl Default for BodyRules {
+    fn default() -> Self {
+        Self {
+            max_bytes: 2 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// A JSON body parsed strictly; errors name the JSON path of the bad field.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = BodyError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(request, state).await?;
-        parse_json(&bytes).map(JsonBody)
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request).await?;
+        Ok(parse_json(&bytes).map(JsonBody)?)
     }
 }
 
-/// The whole body; one over the size limit is `413 too_large`.
-async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+/// The whole body, read under the route's [`BodyRules`]: a body over the size limit is
+/// `413 too_large` as soon as its `Content-Length` or its bytes say so, without being read
+/// further, and one that takes too long to arrive is `408 timeout`.
+async fn read_body(request: Request) -> Result<Bytes, BodyError> {
+    let rules = request
+        .extensions()
+        .get::<BodyRules>()
+        .copied()
+        .unwrap_or_default();
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > rules.max_bytes as u64) {
+        return Err(BodyError::TooLarge(rules.max_bytes));
+    }
+    let limited = Limited::new(request.into_body(), rules.max_bytes);
+    match tokio::time::timeout(rules.timeout, limited.collect()).await {
+        Err(_) => Err(BodyError::Timeout(rules.timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(BodyError::TooLarge(rules.max_bytes))
+        }
+        Ok(Err(error)) => Err(BodyError::Unreadable(error.to_string())),
+    }
+}
+
+/// Why a body could not be read.
+pub enum BodyError {
+    /// Over this many bytes.
+    TooLarge(usize),
+    /// Not all there within this long.
+    Timeout(Duration),
+    /// The connection failed while it was read.
+    Unreadable(String),
+    /// It was read and is not what the route takes.
+    Invalid(ApiError),
+}
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        let (error, close) = match self {
+            BodyError::TooLarge(limit) => (
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    "request body is over the size limit",
-                )
-            } else {
-                ApiError::invalid_json(rejection.body_text())
-            }
-        })
+                    format!("request body is over the size limit of {limit} bytes"),
+                ),
+                true,
+            ),
+            BodyError::Timeout(timeout) => (
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                ),
+                true,
+            ),
+            BodyError::Unreadable(message) => (
+                ApiError::invalid_json(format!("could not read the request body: {message}")),
+                true,
+            ),
+            BodyError::Invalid(error) => (error, false),
+        };
+        let mut response = error.into_response();
+        // The rest of an unread body is still on its way: the connection cannot carry
+        // another request, so say it closes.
+        if close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+impl From<ApiError> for BodyError {
+    fn from(error: ApiError) -> Self {
+        BodyError::Invalid(error)
+    }
 }
 
 /// Parses JSON, naming the path of the first bad field.
@@ -44,16 +136,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // parsing a batch. Only a body that fails needs the path, so that one is parsed again,
     // tracked: the same parser fails the same way, now knowing where.
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    T::deserialize(deserializer).or_else(|_| parse_json_tracked(bytes))
+    match T::deserialize(&mut *deserializer) {
+        Ok(value) => deserializer.end().map(|()| value).map_err(trailing),
+        Err(_) => parse_json_tracked(bytes),
+    }
+}
+
+/// Bytes after the JSON value: a client that sent two values, or garbage, meant something
+/// other than the first value alone.
+fn trailing(error: serde_json::Error) -> ApiError {
+    ApiError::invalid_json(format!(
+        "the request body has more after its JSON value ({error})"
+    ))
 }
 
 /// [`parse_json`], tracking the path to name the bad field.
 fn parse_json_tracked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let field = known_path(error.path());
         ApiError::invalid_json(error.inner().to_string()).with_field(field)
-    })
+    })?;
+    deserializer.end().map_err(trailing)?;
+    Ok(value)
 }
 
 /// The path as `jobs[3].kind`, cut where it stops being known: serde_path_to_error writes an
@@ -80,14 +185,14 @@ fn known_path(path: &serde_path_to_error::Path) -> String {
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = BodyError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(request, state).await?;
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        parse_json(&bytes).map(OptionalJsonBody)
+        Ok(parse_json(&bytes).map(OptionalJsonBody)?)
     }
 }
 
@@ -106,9 +211,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map_err(|error| {
                 let field = error.path().to_string();
                 let message = error.inner().to_string();
-                // An unknown parameter is named in the message, not the path.
+                // An unknown or repeated parameter is named in the message, not the path.
                 let field = if field == "." {
-                    unknown_field(&message)
+                    named_field(&message)
                 } else {
                     Some(field)
                 };
@@ -121,9 +226,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// The name in serde's "unknown field `x`" message.
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
+/// The name in serde's "unknown field `x`" or "duplicate field `x`" message.
+fn named_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("duplicate field `"))?;
     rest.split('`').next().map(str::to_owned)
 }
 
@@ -164,7 +271,7 @@ mod tests {
     }
 
     /// The untracked first try changes nothing a client sees: a bad body gets the error the
-    /// tracked parse gives, and a good one parses as before (trailing bytes included).
+    /// tracked parse gives (trailing bytes included), and a good one parses as before.
     #[test]
     fn errors_are_those_of_the_tracked_parse() {
         let bodies: [&[u8]; 5] = [
@@ -181,5 +288,20 @@ mod tests {
         }
         let error = parse_json::<Batch>(bodies[0]).unwrap_err();
         assert!(format!("{error:?}").contains("jobs[1].kind"), "{error:?}");
+    }
+
+    #[test]
+    fn bytes_after_the_value_are_refused() {
+        for body in [
+            &br#"{"jobs":[]} trailing"#[..],
+            br#"{"jobs":[]}{"jobs":[]}"#,
+        ] {
+            let error = parse_json::<Batch>(body).unwrap_err();
+            assert!(
+                format!("{error:?}").contains("after its JSON value"),
+                "{error:?}"
+            );
+        }
+        assert!(parse_json::<Batch>(b" {\"jobs\":[]}\n ").is_ok());
     }
 }

@@ -21,9 +21,11 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers within two seconds.
+/// Readiness: within two seconds the store answers a read and accepts a write (this node's
+/// heartbeat), so a store that reads but cannot write (a full disk) is not ready.
 #[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "ready"), (status = 503, description = "the store does not answer")))]
+    (status = 200, description = "ready"),
+    (status = 503, description = "the store does not answer or refuses writes")))]
 pub async fn readyz(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, engine.ready()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use errands_core::{EnqueueRequest, Job, JobId, JobState};
 use errands_store::{Enqueued, JobFilter};
 use serde::{Deserialize, Serialize};
@@ -146,36 +147,38 @@ pub async fn get(
     Ok(Json(engine.get(id).await?))
 }
 
-/// List jobs, newest first.
+/// Most jobs in one page of `GET /v1/jobs`.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Most jobs read from the store at once while a page is built: a page is read in chunks so
+/// that jobs with large args are not all held at once before the byte budget cuts the page.
+const LIST_CHUNK: usize = 100;
+
+/// Most bytes of jobs in one page of `GET /v1/jobs`, as a request extension. A page that
+/// would be longer ends early, with a `next_cursor` where it stopped: nothing is skipped.
+#[derive(Clone, Copy, Debug)]
+pub struct ListBudget(pub usize);
+
+/// List jobs, newest first. A page holds at most `limit` jobs and at most the server's byte
+/// budget for a page (8 MiB by default); either way `next_cursor` continues it.
 #[utoipa::path(get, path = "/v1/jobs", params(ListParams), responses(
     (status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(engine): State<Arc<Engine>>,
+    budget: Option<Extension<ListBudget>>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<JobList>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_field",
-            "limit must be between 1 and 1000",
+            format!("limit must be between 1 and {MAX_LIST_LIMIT}"),
         )
         .with_field("limit"));
     }
-    let before = params
-        .cursor
-        .map(|cursor| {
-            cursor.parse::<JobId>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
-                    "cursor is not a job id",
-                )
-                .with_field("cursor")
-            })
-        })
-        .transpose()?;
-    let filter = JobFilter {
+    let before = params.cursor.as_deref().map(parse_cursor).transpose()?;
+    let mut filter = JobFilter {
         queue: params.queue,
         state: params.state,
         kind: params.kind,
@@ -183,11 +186,101 @@ pub async fn list(
         before,
         limit,
     };
-    let page = engine.list(filter).await?;
-    Ok(Json(JobList {
-        jobs: page.jobs,
-        next_cursor: page.next,
-    }))
+    let budget = budget.map_or(DEFAULT_LIST_BYTES, |Extension(ListBudget(bytes))| bytes);
+    let mut page = PageWriter::new(budget);
+    loop {
+        filter.limit = (limit - page.count).min(page.chunk_hint(LIST_CHUNK));
+        let chunk = engine.list(filter.clone()).await?;
+        for job in &chunk.jobs {
+            if !page.push(job)? {
+                let last = page.last;
+                return Ok(page.finish(last));
+            }
+        }
+        match chunk.next {
+            Some(next) if page.count < limit => filter.before = Some(next),
+            next => return Ok(page.finish(next)),
+        }
+    }
+}
+
+/// The default of [`ListBudget`].
+pub const DEFAULT_LIST_BYTES: usize = 8 << 20;
+
+fn parse_cursor(cursor: &str) -> Result<JobId, ApiError> {
+    cursor.parse::<JobId>().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "cursor is not a job id",
+        )
+        .with_field("cursor")
+    })
+}
+
+/// A [`JobList`] written job by job, stopping before the byte budget is passed (though a
+/// page always holds its first job, however large, so that listing makes progress).
+struct PageWriter {
+    out: Vec<u8>,
+    budget: usize,
+    count: usize,
+    largest: usize,
+    last: Option<JobId>,
+}
+
+impl PageWriter {
+    fn new(budget: usize) -> Self {
+        let mut out = Vec::with_capacity(budget.min(64 << 10));
+        out.extend_from_slice(b"{\"jobs\":[");
+        Self {
+            out,
+            budget,
+            count: 0,
+            largest: 0,
+            last: None,
+        }
+    }
+
+    /// How many jobs to read next: `chunk`, or fewer once jobs are large enough that
+    /// `chunk` of them would pass what is left of the budget.
+    fn chunk_hint(&self, chunk: usize) -> usize {
+        let left = self.budget.saturating_sub(self.out.len());
+        match self.largest {
+            0 => chunk,
+            largest => (left / largest).clamp(1, chunk),
+        }
+    }
+
+    /// Adds `job`; false (and nothing added) when it would pass the budget.
+    fn push(&mut self, job: &Job) -> Result<bool, ApiError> {
+        let bytes = serde_json::to_vec(job).map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("could not serialise job {}: {error}", job.id),
+            )
+        })?;
+        if self.count > 0 && self.out.len() + bytes.len() + 1 > self.budget {
+            return Ok(false);
+        }
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(&bytes);
+        self.count += 1;
+        self.largest = self.largest.max(bytes.len());
+        self.last = Some(job.id);
+        Ok(true)
+    }
+
+    fn finish(mut self, next: Option<JobId>) -> Response {
+        self.out.extend_from_slice(b"],\"next_cursor\":");
+        // An id or null: neither fails to serialise.
+        let next = serde_json::to_vec(&next).unwrap_or_else(|_| b"null".to_vec());
+        self.out.extend_from_slice(&next);
+        self.out.push(b'}');
+        ([(CONTENT_TYPE, "application/json")], self.out).into_response()
+    }
 }
 
 /// Cancel a job; a running job's worker is told to abort.

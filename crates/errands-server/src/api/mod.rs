@@ -5,8 +5,10 @@ pub mod cron;
 pub mod error;
 pub mod events;
 mod extract;
+mod guard;
 pub mod health;
 pub mod jobs;
+mod json_errors;
 pub mod queues;
 pub mod workers;
 
@@ -14,14 +16,16 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use utoipa::OpenApi;
 
 use crate::engine::Engine;
 use crate::worker;
 pub use auth::Token;
 pub use error::ApiError;
-pub use extract::parse_json;
+pub use extract::{parse_json, BodyRules};
+pub use guard::{OriginError, Origins, MAX_HEADERS, MAX_HEADER_BYTES};
+pub use jobs::ListBudget;
 
 /// The OpenAPI document, generated from the handlers and types.
 #[derive(OpenApi)]
@@ -58,11 +62,30 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-/// Every route, behind the token check where one is configured.
-pub fn router(engine: Arc<Engine>, token: Token, max_body_bytes: usize) -> Router {
+/// What the routes enforce besides the token.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// The bearer token, if one is required.
+    pub token: Token,
+    /// Which pages and host names may call the API.
+    pub origins: Arc<Origins>,
+    /// Body size and time limits of every route but the batch enqueue.
+    pub body: BodyRules,
+    /// Body size and time limits of `POST /v1/jobs/batch`.
+    pub batch_body: BodyRules,
+    /// Most bytes of jobs in one page of `GET /v1/jobs`.
+    pub list: ListBudget,
+}
+
+/// Every route: the API behind the origin check and the token (where one is configured),
+/// and every error answered in JSON.
+pub fn router(engine: Arc<Engine>, config: ApiConfig) -> Router {
     let protected = Router::new()
         .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
-        .route("/v1/jobs/batch", post(jobs::enqueue_batch))
+        .route(
+            "/v1/jobs/batch",
+            post(jobs::enqueue_batch).layer(Extension(config.batch_body)),
+        )
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
@@ -84,13 +107,22 @@ pub fn router(engine: Arc<Engine>, token: Token, max_body_bytes: usize) -> Route
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(token, auth::require_token));
+        .layer(middleware::from_fn_with_state(
+            config.token,
+            auth::require_token,
+        ))
+        // Outside the token check: a forged request is refused before its token is looked at.
+        .layer(middleware::from_fn_with_state(config.origins, guard::check));
     Router::new()
         .route("/healthz", get(health::healthz))
         // The dashboard's shell holds no data: public, so it can ask for the token.
         .route("/", get(crate::dashboard::index))
         .route("/assets/{file}", get(crate::dashboard::asset))
         .merge(protected)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(Extension(config.body))
+        .layer(Extension(config.list))
+        // For axum's own body extractors, should a route use one; ours read BodyRules.
+        .layer(DefaultBodyLimit::max(config.body.max_bytes))
+        .layer(middleware::from_fn(json_errors::json_errors))
         .with_state(engine)
 }

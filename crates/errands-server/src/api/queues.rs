@@ -53,7 +53,6 @@ pub async fn resume(
 /// A queue name as jobs may use it: the same check as an enqueue's `queue`.
 fn check_name(name: &str) -> Result<(), ApiError> {
     enqueue::check_name("name", name).map_err(|invalid| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", invalid.message)
-            .with_field("name")
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", invalid.message).with_field("name")
     })
 }

@@ -469,10 +469,12 @@ impl Engine {
         metrics::gauge!("errands_event_buffered_bytes").set(self.events.buffered_bytes() as f64);
     }
 
-    /// Whether the store answers: a cheap read through the whole store path.
+    /// Whether the store answers reads and accepts writes: a cheap read, then this node's
+    /// heartbeat, a one-row write through the same writer every job goes through. A store
+    /// that still reads but cannot write (a full disk, a held lock) is not ready.
     pub async fn ready(&self) -> Result<(), EngineError> {
         self.store.paused_queues().await?;
-        Ok(())
+        self.renew_lease().await
     }
 
     /// Takes the receiving end of the outbox, once.
