@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use errands_core::{Clock, Limits, OffsetClock, SystemClock};
-use errands_server::ServerConfig;
+use errands_server::{HttpLimits, ServerConfig};
 use errands_store::sqlite::SqliteOptions;
 use errands_store::{SqliteStore, Store, SyncMode};
 use errands_store_postgres::{PostgresOptions, PostgresStore};
@@ -89,12 +89,42 @@ pub struct ServeArgs {
     /// the server process but not a power cut.
     #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     sync: String,
-    /// Bearer token required on every route but /healthz.
+    /// Bearer token required on every route but /healthz (an empty one is refused).
     #[arg(long, env = "ERRANDS_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Largest serialised args of one job, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_args_bytes: usize,
+    /// Largest request body, in bytes, on every route but POST /v1/jobs/batch.
+    #[arg(long, env = "ERRANDS_MAX_BODY_BYTES", default_value_t = 2 << 20)]
+    max_body_bytes: usize,
+    /// Largest body of POST /v1/jobs/batch, in bytes.
+    #[arg(long, env = "ERRANDS_MAX_BATCH_BODY_BYTES", default_value_t = 16 << 20)]
+    max_batch_body_bytes: usize,
+    /// Most bytes of jobs in one page of GET /v1/jobs (a longer page ends early, with a cursor).
+    #[arg(long, env = "ERRANDS_MAX_LIST_BYTES", default_value_t = 8 << 20)]
+    max_list_bytes: usize,
+    /// Most connections open at once, worker sockets included; more wait to be accepted.
+    #[arg(long, env = "ERRANDS_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// How long a client has to send a request's headers, and how long an idle kept-alive
+    /// connection stays open.
+    #[arg(long, env = "ERRANDS_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// How long a client has to send a request's body.
+    #[arg(long, env = "ERRANDS_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// How long a write to a client may make no progress before its connection is closed.
+    #[arg(long, env = "ERRANDS_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
+    /// An origin (https://host[:port]) whose pages may call the API, besides the server's
+    /// own; repeat for several (comma-separated in the variable).
+    #[arg(long, env = "ERRANDS_ALLOW_ORIGIN", value_delimiter = ',')]
+    allow_origin: Vec<String>,
+    /// A host name (name or name:port) the server answers to on a loopback address, besides
+    /// localhost and the loopback addresses; repeat for several.
+    #[arg(long, env = "ERRANDS_ALLOW_HOST", value_delimiter = ',')]
+    allow_host: Vec<String>,
     /// How long dead jobs are kept, e.g. 30d.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     dead_retention: std::time::Duration,
@@ -105,6 +135,9 @@ pub struct ServeArgs {
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = server_config(&args);
+    // Before anything is opened: a setting that cannot work fails fast, saying which.
+    config.check().map_err(anyhow::Error::msg)?;
     tracing_subscriber::fmt()
         // Colours only on a terminal: logs sent to a file or a collector stay plain text.
         .with_ansi(std::io::stdout().is_terminal())
@@ -124,19 +157,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // With port 0 the system picks one; say which, so scripts and tests can find it.
     let listen = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%listen, store = %store_name, "errands serving");
-    let config = ServerConfig {
-        token: args.token,
-        limits: Limits {
-            max_args_bytes: args.max_args_bytes,
-        },
-        node_lease: args.node_lease,
-        worker: args.streams.worker(),
-        events: args.streams.events(),
-        ..ServerConfig::default()
-    };
     errands_server::serve(listener, store, clock, config, shutdown_signal()).await?;
     tracing::info!("errands stopped");
     Ok(())
+}
+
+/// The server's settings from the command line.
+fn server_config(args: &ServeArgs) -> ServerConfig {
+    // clap reads `ERRANDS_TOKEN=` (set, but empty) as no token at all; it is a token that
+    // went missing, not a choice to serve without one, so it is kept for the check to refuse.
+    let token = args.token.clone().or_else(|| {
+        std::env::var_os("ERRANDS_TOKEN")
+            .filter(|value| value.is_empty())
+            .map(|_| String::new())
+    });
+    ServerConfig {
+        token,
+        limits: Limits {
+            max_args_bytes: args.max_args_bytes,
+        },
+        max_body_bytes: args.max_body_bytes,
+        max_batch_body_bytes: args.max_batch_body_bytes,
+        max_list_bytes: args.max_list_bytes,
+        node_lease: args.node_lease,
+        http: HttpLimits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            write_timeout: args.write_timeout,
+        },
+        allowed_origins: args.allow_origin.clone(),
+        allowed_hosts: args.allow_host.clone(),
+        worker: args.streams.worker(),
+        events: args.streams.events(),
+    }
 }
 
 /// Opens the store `args` name, and the clock to read time from: the database's on
