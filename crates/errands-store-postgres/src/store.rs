@@ -79,6 +79,59 @@ async fn apply_in(
     }
 }
 
+/// Applies a worker's reports in order inside the caller's transaction: each run of
+/// completions of distinct jobs in one statement ([`jobs::complete_many`]), the other reports
+/// one by one. A report refused (not leased) is its own outcome; a database error has aborted
+/// the transaction, and the whole batch is retried or fails.
+async fn apply_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    worker_id: &str,
+    batch: &[Report],
+    now: DateTime<Utc>,
+    retention: f64,
+    wakeups: &mut Wakeups,
+) -> Result<Vec<Result<Reported, StoreError>>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut run: Vec<(JobId, Option<&Value>)> = Vec::new();
+    for report in batch {
+        if let Report::Complete { id, result } = report {
+            if !run.iter().any(|(held, _)| held == id) {
+                run.push((*id, result.as_ref()));
+                continue;
+            }
+        }
+        complete_run(tx, worker_id, &mut run, now, &mut outcomes).await?;
+        if let Report::Complete { id, result } = report {
+            run.push((*id, result.as_ref()));
+            continue;
+        }
+        let outcome = apply_in(tx, worker_id, report, now, retention, wakeups).await;
+        if let Err(error @ (StoreError::Backend(_) | StoreError::Transient(_))) = outcome {
+            return Err(error);
+        }
+        outcomes.push(outcome);
+    }
+    complete_run(tx, worker_id, &mut run, now, &mut outcomes).await?;
+    Ok(outcomes)
+}
+
+/// Writes the completions gathered in `run` (if any), appends their outcomes, empties it.
+async fn complete_run(
+    tx: &deadpool_postgres::Transaction<'_>,
+    worker_id: &str,
+    run: &mut Vec<(JobId, Option<&Value>)>,
+    now: DateTime<Utc>,
+    outcomes: &mut Vec<Result<Reported, StoreError>>,
+) -> Result<(), StoreError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let done = jobs::complete_many(tx, worker_id, run, now).await?;
+    outcomes.extend(done.into_iter().map(|o| o.map(Reported::Completed)));
+    run.clear();
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
@@ -162,19 +215,14 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Vec<Result<Reported, StoreError>> {
         let (batch, retention) = (&reports, self.inner.dead_retention);
-        let applied = transaction!(self, |tx, wakeups| async {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for report in batch {
-                let outcome = apply_in(&tx, worker_id, report, now, retention, &mut wakeups).await;
-                // A report refused (not leased) is its own outcome; a database error has
-                // aborted the transaction, and the whole batch is retried or fails.
-                if let Err(error @ (StoreError::Backend(_) | StoreError::Transient(_))) = outcome {
-                    return Err(error);
-                }
-                outcomes.push(outcome);
-            }
-            Ok::<_, StoreError>(outcomes)
-        });
+        let applied = transaction!(self, |tx, wakeups| apply_all(
+            &tx,
+            worker_id,
+            batch,
+            now,
+            retention,
+            &mut wakeups
+        ));
         match applied {
             Ok(outcomes) => outcomes,
             Err(error) => {
@@ -417,9 +465,23 @@ impl Store for PostgresStore {
         })
     }
 
+    /// Sent in a transaction of its own that does not wait for its commit to be flushed: a
+    /// NOTIFY takes PostgreSQL's one notification-queue lock from its commit until the commit
+    /// returns, so a flushed commit would hold every other notifying transaction of every
+    /// node (enqueues, reports that wake queues) behind this one's WAL fsync. Events are
+    /// best-effort; losing the last of them in a database crash is what a resync is for.
     async fn publish(&self, notices: Vec<Notice>) -> Result<(), StoreError> {
         let notices = &notices;
-        statement!(self, |client| notify::send(&client, notices))
+        self.retrying(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(from_pg)?;
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(from_pg)?;
+            notify::send(&tx, notices).await?;
+            tx.commit().await.map_err(from_pg)
+        })
+        .await
     }
 
     fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
