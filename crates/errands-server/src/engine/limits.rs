@@ -54,6 +54,8 @@ pub struct EventLimits {
     /// behind is cut off.
     pub total_bytes: usize,
     /// A write to a WebSocket subscriber that makes no progress for this long cuts it off.
+    /// Longer than a worker's: what waits for a subscriber is bounded by the buffers anyway,
+    /// and a subscriber that resumes reading then learns why it was cut off.
     pub write_timeout: Duration,
 }
 
@@ -63,7 +65,7 @@ impl Default for EventLimits {
             subscriber_bytes: 8 << 20,
             subscriber_events: 16_384,
             total_bytes: 256 << 20,
-            write_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -209,14 +209,7 @@ impl Session {
         mut inbox: mpsc::UnboundedReceiver<ToWorker>,
         rest_of_hello: Vec<WorkerMessage>,
     ) -> Result<(), SessionEnd> {
-        let welcome = ServerMessage::Welcome {
-            worker_id: self.worker_id.clone(),
-        };
-        self.send(&welcome)?;
-        // Messages that shared the hello's frame count as if they had come after it.
-        for message in rest_of_hello {
-            self.take_message(message).await?;
-        }
+        self.greet(rest_of_hello).await?;
         // A zero period would make `interval` panic; a millisecond is as often as it is useful.
         let mut ping = interval(self.limits.ping_every.max(Duration::from_millis(1)));
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -262,6 +255,19 @@ impl Session {
                 _ = ping.tick() => self.check_alive()?,
             }
         }
+    }
+
+    /// Welcomes the worker, then takes the messages that shared its hello's frame as if they
+    /// had come after it.
+    async fn greet(&mut self, rest_of_hello: Vec<WorkerMessage>) -> Result<(), SessionEnd> {
+        let welcome = ServerMessage::Welcome {
+            worker_id: self.worker_id.clone(),
+        };
+        self.send(&welcome)?;
+        for message in rest_of_hello {
+            self.take_message(message).await?;
+        }
+        Ok(())
     }
 
     /// Ends a session whose worker has been silent too long, else pings it. Nothing here

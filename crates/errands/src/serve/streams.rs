@@ -15,10 +15,10 @@ pub struct StreamArgs {
     /// A worker that sends nothing, not even a pong, for this long is lost.
     #[arg(long, env = "ERRANDS_WORKER_SILENCE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     worker_silence_timeout: Duration,
-    /// A write to a worker (or an event subscriber) that makes no progress for this long cuts
-    /// it off; a worker's jobs are then redelivered.
-    #[arg(long, env = "ERRANDS_STREAM_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    stream_write_timeout: Duration,
+    /// A write to a worker that makes no progress for this long cuts it off; its jobs are
+    /// then redelivered.
+    #[arg(long, env = "ERRANDS_WORKER_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    worker_write_timeout: Duration,
     /// Bytes of job frames waiting for one worker before the server holds further jobs back.
     #[arg(long, env = "ERRANDS_WORKER_OUTBOUND_BYTES", default_value_t = WorkerLimits::default().outbound_bytes)]
     worker_outbound_bytes: usize,
@@ -35,6 +35,10 @@ pub struct StreamArgs {
     /// is cut off.
     #[arg(long, env = "ERRANDS_EVENT_BUFFER_TOTAL_BYTES", default_value_t = EventLimits::default().total_bytes)]
     event_buffer_total_bytes: usize,
+    /// A write to an event WebSocket that makes no progress for this long closes it (what
+    /// waits for it is bounded by the buffers above either way).
+    #[arg(long, env = "ERRANDS_EVENT_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    event_write_timeout: Duration,
 }
 
 impl StreamArgs {
@@ -43,7 +47,7 @@ impl StreamArgs {
         WorkerLimits {
             ping_every: self.worker_ping_interval,
             silence_limit: self.worker_silence_timeout,
-            write_timeout: self.stream_write_timeout,
+            write_timeout: self.worker_write_timeout,
             outbound_bytes: self.worker_outbound_bytes,
             max_queues: self.max_worker_queues,
             max_progress_data_bytes: self.max_progress_data_bytes,
@@ -56,7 +60,7 @@ impl StreamArgs {
         EventLimits {
             subscriber_bytes: self.event_buffer_bytes,
             total_bytes: self.event_buffer_total_bytes,
-            write_timeout: self.stream_write_timeout,
+            write_timeout: self.event_write_timeout,
             ..EventLimits::default()
         }
     }
