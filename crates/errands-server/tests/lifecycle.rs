@@ -188,6 +188,38 @@ async fn a_lost_worker_gives_its_jobs_back_at_once() {
 }
 
 #[tokio::test]
+async fn a_job_left_running_under_a_worker_that_is_gone_is_released() {
+    let h = Harness::start().await;
+    let engine = &h.server.engine;
+    let id = h.enqueue("task", json!(7), EnqueueOptions::new()).await;
+    // A job held by a worker this node never released: what a release that failed (a full
+    // disk, a database that was down) when the worker went away leaves behind.
+    let claim = errands_store::ClaimRequest {
+        queues: vec!["default".into()],
+        limit: 1,
+        worker_id: "gone-worker".into(),
+        node_id: engine.node_id().to_owned(),
+    };
+    let claimed = engine.store().claim(claim, h.clock.now()).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // And a job held by a worker that is connected.
+    let (connected, mut seen) = recording_worker(&h.client, &["busy"], 1, hang);
+    tokio::spawn(connected.run());
+    let busy = h
+        .enqueue("task", json!(8), EnqueueOptions::new().queue("busy"))
+        .await;
+    seen.recv().await.unwrap();
+
+    assert_eq!(engine.release_vanished_workers().await.unwrap(), 1);
+    let job = h.client.get(id).await.unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Queued, 1));
+    assert_eq!(job.errors[0].kind, "WorkerLost");
+    assert_eq!(h.client.get(busy).await.unwrap().state, JobState::Running);
+    // Run again, the check finds nothing more to release.
+    assert_eq!(engine.release_vanished_workers().await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn a_job_past_its_timeout_is_aborted_and_retried() {
     let h = Harness::start().await;
     let (worker, mut seen) = recording_worker(&h.client, &["default"], 1, hang);

@@ -11,6 +11,21 @@ use crate::notify::Wakeups;
 use crate::release::{release, running, SWEEP_BATCH};
 use crate::rows::J_COLUMNS;
 
+pub(crate) async fn holders(
+    client: &impl GenericClient,
+    node_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT worker_id FROM jobs \
+             WHERE state = 'running' AND node_id = $1 AND worker_id IS NOT NULL",
+            &[&node_id],
+        )
+        .await
+        .map_err(from_pg)?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 pub(crate) async fn heartbeat(
     client: &impl GenericClient,
     node_id: &str,

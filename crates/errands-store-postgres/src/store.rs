@@ -415,6 +415,10 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn holders(&self, node_id: &str) -> Result<Vec<String>, StoreError> {
+        statement!(self, |client| nodes::holders(&client, node_id))
+    }
+
     async fn remove_node(&self, node_id: &str) -> Result<(), StoreError> {
         statement!(self, |client| nodes::remove_node(&client, node_id))
     }

@@ -484,6 +484,11 @@ pub trait Store: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
     ) -> Result<Heartbeat, StoreError>;
 
+    /// The workers holding running jobs recorded against `node_id`: the node compares them
+    /// with the workers connected to it and releases the jobs of any that are gone (a release
+    /// that failed when the worker left, say on a full disk, is made good this way).
+    async fn holders(&self, node_id: &str) -> Result<Vec<String>, StoreError>;
+
     /// Removes a node's lease (it is shutting down cleanly, its workers already gone).
     async fn remove_node(&self, node_id: &str) -> Result<(), StoreError>;
 

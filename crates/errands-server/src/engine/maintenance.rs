@@ -11,7 +11,10 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 
 /// Runs maintenance until the task is dropped.
 pub async fn run_maintenance_loop(engine: Arc<Engine>) {
+    let mut vanished_checked = tokio::time::Instant::now();
     loop {
+        // Every node, leader or not, looks after the jobs of its own workers.
+        engine.check_vanished_workers(&mut vanished_checked).await;
         let sleep_for = match engine.run_maintenance().await {
             Ok(Some(next)) => (next - engine.now())
                 .to_std()

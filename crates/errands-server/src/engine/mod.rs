@@ -14,6 +14,7 @@ mod reports;
 mod signals;
 mod telemetry;
 mod throughput;
+mod vanished;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};

@@ -132,6 +132,11 @@ impl WorkerRegistry {
         workers
     }
 
+    /// True if worker `worker_id` is connected to this node.
+    pub fn contains(&self, worker_id: &str) -> bool {
+        self.lock().contains_key(worker_id)
+    }
+
     /// How many workers are connected.
     pub fn len(&self) -> usize {
         self.lock().len()

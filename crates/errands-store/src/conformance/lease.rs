@@ -196,6 +196,34 @@ pub async fn lost_worker_requeues<H: Harness>(harness: &H) {
     );
 }
 
+/// The holders of a node are the workers with running jobs recorded against it, each once;
+/// a worker whose jobs ended, or a job claimed under another node, is not one.
+pub async fn holders_are_the_workers_running_jobs_on_a_node<H: Harness>(harness: &H) {
+    let store = harness.store();
+    for _ in 0..4 {
+        add(store, job("a"), t0()).await;
+    }
+    claim(store, &["default"], 2, "two-jobs", t0()).await;
+    let done = claim(store, &["default"], 1, "finished", t0()).await;
+    store
+        .complete(done[0], "finished", None, t0())
+        .await
+        .expect("complete");
+    let elsewhere = ClaimRequest {
+        queues: vec!["default".into()],
+        limit: 1,
+        worker_id: "on-another-node".into(),
+        node_id: "node-2".into(),
+    };
+    store.claim(elsewhere, t0()).await.expect("claim");
+    assert_eq!(store.holders(NODE).await.expect("holders"), ["two-jobs"]);
+    assert_eq!(
+        store.holders("node-2").await.expect("holders"),
+        ["on-another-node"]
+    );
+    assert!(store.holders("node-3").await.expect("holders").is_empty());
+}
+
 /// Conformance case.
 pub async fn unclaimed_jobs_return_unattempted<H: Harness>(harness: &H) {
     let store = harness.store();

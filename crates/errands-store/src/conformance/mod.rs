@@ -62,6 +62,7 @@ macro_rules! conformance_suite {
             lease::failures_retry_then_die,
             lease::refused_retry_is_dead,
             lease::lost_worker_requeues,
+            lease::holders_are_the_workers_running_jobs_on_a_node,
             lease::unclaimed_jobs_return_unattempted,
             lease::restart_of_an_unshared_store_releases_other_nodes_jobs,
             lease::deadlines_expire,

@@ -439,6 +439,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn holders(&self, node_id: &str) -> Result<Vec<String>, StoreError> {
+        let node_id = node_id.to_owned();
+        self.read(move |conn| node_ops::holders(conn, &node_id))
+            .await
+    }
+
     async fn remove_node(&self, node_id: &str) -> Result<(), StoreError> {
         let node_id = node_id.to_owned();
         self.write(false, move |conn| node_ops::remove_node(conn, &node_id))

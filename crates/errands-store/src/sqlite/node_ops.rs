@@ -32,6 +32,17 @@ pub(crate) fn heartbeat(
     Ok(Heartbeat::Registered)
 }
 
+pub(crate) fn holders(conn: &Connection, node_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT DISTINCT worker_id FROM jobs \
+         WHERE state = 'running' AND node_id = ?1 AND worker_id IS NOT NULL",
+    )?;
+    let holders = statement
+        .query_map([node_id], |row| row.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(holders)
+}
+
 pub(crate) fn remove_node(conn: &Connection, node_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM nodes WHERE id = ?1")?
         .execute([node_id])?;
