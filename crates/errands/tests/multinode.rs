@@ -6,6 +6,7 @@
 //! conditions with bounded polls or on the sockets; the tests run one at a time.
 
 #[path = "multinode/cluster.rs"]
+#[allow(dead_code)] // Helpers shared with postgres_restart.rs; each uses some.
 mod cluster;
 
 use std::collections::{HashMap, HashSet};

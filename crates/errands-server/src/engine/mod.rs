@@ -164,6 +164,11 @@ impl Engine {
         self.closing.cancelled().await;
     }
 
+    /// True once the server has begun shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
     /// The live event feed.
     pub fn events(&self) -> &EventHub {
         &self.events

@@ -14,6 +14,7 @@ use crate::error::EngineError;
 pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 4 << 10;
 
 /// One report from a worker on a job it holds.
+#[derive(Clone)]
 pub struct WorkerReport {
     /// The job.
     pub id: JobId,

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod private_postgres;
+
 use errands_store_postgres::testing::TestDatabase;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -46,7 +48,10 @@ pub struct Cluster {
     pg: tokio_postgres::Client,
     lease: Duration,
     pub dir: tempfile::TempDir,
-    pub database: TestDatabase,
+    /// The URL every node is given.
+    url: String,
+    /// The throwaway database, when the cluster made one: dropped last.
+    _database: Option<TestDatabase>,
 }
 
 impl Cluster {
@@ -54,14 +59,23 @@ impl Cluster {
     /// before the next starts.
     pub async fn start(count: usize, lease: Duration) -> Self {
         let database = TestDatabase::create().await;
+        Self::start_on(database.url(), Some(database), count, lease).await
+    }
+
+    /// `count` nodes on the database at `url` (owned by `database` if given).
+    pub async fn start_on(
+        url: String,
+        database: Option<TestDatabase>,
+        count: usize,
+        lease: Duration,
+    ) -> Self {
         // Migrated up front, so the node table exists before the first node starts.
         let migrated = Command::new(env!("CARGO_BIN_EXE_errands"))
-            .args(["migrate", "--db"])
-            .arg(database.url())
+            .args(["migrate", "--db", &url])
             .output()
             .unwrap();
         assert!(migrated.status.success(), "errands migrate: {migrated:?}");
-        let (pg, connection) = tokio_postgres::connect(&database.url(), tokio_postgres::NoTls)
+        let (pg, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .expect("connect to the test database");
         tokio::spawn(connection);
@@ -71,7 +85,8 @@ impl Cluster {
             pg,
             lease,
             dir: tempfile::tempdir().unwrap(),
-            database,
+            url,
+            _database: database,
         };
         for _ in 0..count {
             let node = cluster.start_node(None).await;
@@ -93,7 +108,7 @@ impl Cluster {
         let lease = format!("{}ms", self.lease.as_millis());
         let child = Command::new(env!("CARGO_BIN_EXE_errands"))
             .args(["serve", "--listen", &addr, "--node-lease", &lease, "--db"])
-            .arg(self.database.url())
+            .arg(&self.url)
             .env_remove("ERRANDS_TOKEN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -165,7 +180,7 @@ impl Cluster {
         node_id: &str,
         give_up: Duration,
     ) -> tokio::task::JoinHandle<(HashSet<String>, Instant)> {
-        let (url, node_id) = (self.database.url(), node_id.to_owned());
+        let (url, node_id) = (self.url.clone(), node_id.to_owned());
         tokio::spawn(async move {
             let (pg, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
@@ -316,6 +331,11 @@ impl Node {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         Instant::now()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn log_text(&self) -> String {
