@@ -20,6 +20,7 @@ mod store;
 mod sweeps;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod throughput;
 
 use std::future::Future;
 use std::str::FromStr;

@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "workers",
         sql: include_str!("../migrations/0003_workers.sql"),
     },
+    Migration {
+        version: 4,
+        name: "throughput",
+        sql: include_str!("../migrations/0004_throughput.sql"),
+    },
 ];
 
 /// The schema version this build of errands needs.

@@ -7,16 +7,16 @@ use errands_core::cron::CronSpec;
 use errands_core::lifecycle::{decide_failure, FailureCause};
 use errands_core::{AttemptError, Job, JobId, NewJob, Progress};
 use errands_store::{
-    ClaimRequest, CompletedJob, Enqueued, FiredCron, Heartbeat, JobFilter, JobPage, MovedJob,
-    Notice, QueueInfo, Reap, RecordedWorker, ReleasedJob, Report, Reported, Store, StoreError,
-    StoredCron,
+    ClaimRequest, CompletedJob, Enqueued, FiredCron, Heartbeat, JobFilter, JobPage, MinuteCount,
+    MovedJob, Notice, QueueInfo, Reap, RecordedWorker, ReleasedJob, Report, Reported, Store,
+    StoreError, StoredCron,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::error::from_pg;
 use crate::notify::{self, Wakeups};
-use crate::{cron, enqueue, jobs, nodes, release, sweeps, PostgresStore};
+use crate::{cron, enqueue, jobs, nodes, release, sweeps, throughput, PostgresStore};
 
 /// Runs `$body` (an expression using the transaction `$tx` and the wake-ups `$wakeups`) in a
 /// transaction that sends the wake-ups and commits, retried whole on a transient failure.
@@ -466,6 +466,28 @@ impl Store for PostgresStore {
     async fn recorded_workers(&self) -> Result<Option<Vec<RecordedWorker>>, StoreError> {
         statement!(self, |client| async move {
             nodes::recorded_workers(&client).await.map(Some)
+        })
+    }
+
+    async fn record_throughput(
+        &self,
+        node_id: &str,
+        counts: Vec<MinuteCount>,
+        since_minute: i64,
+    ) -> Result<(), StoreError> {
+        let counts = &counts;
+        transaction!(self, |tx, wakeups| async {
+            let _ = &mut wakeups;
+            throughput::record(&tx, node_id, counts, since_minute).await
+        })
+    }
+
+    async fn recorded_throughput(
+        &self,
+        since_minute: i64,
+    ) -> Result<Option<Vec<MinuteCount>>, StoreError> {
+        statement!(self, |client| async move {
+            throughput::recorded(&client, since_minute).await.map(Some)
         })
     }
 

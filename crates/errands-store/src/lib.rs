@@ -11,7 +11,7 @@ pub mod sqlite;
 mod store;
 
 pub use error::StoreError;
-pub use node::{Heartbeat, Reap, RecordedWorker, MAINTENANCE_ROLE};
+pub use node::{Heartbeat, MinuteCount, Reap, RecordedWorker, MAINTENANCE_ROLE};
 pub use notice::Notice;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use store::{

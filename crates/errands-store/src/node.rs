@@ -18,6 +18,20 @@ pub enum Reap<'a> {
     AllBut(&'a str),
 }
 
+/// Completed jobs of one queue in one minute, as one node counted them, recorded in a shared
+/// store so that every node shows the same throughput.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// The node that counted them.
+    pub node_id: String,
+    /// The queue.
+    pub queue: String,
+    /// The minute: whole minutes since the Unix epoch.
+    pub minute: i64,
+    /// Jobs completed in it.
+    pub count: u64,
+}
+
 /// The leader role whose holder runs the maintenance sweeps.
 pub const MAINTENANCE_ROLE: &str = "maintenance";
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::error::StoreError;
-use crate::node::{Heartbeat, Reap, RecordedWorker};
+use crate::node::{Heartbeat, MinuteCount, Reap, RecordedWorker};
 use crate::notice::Notice;
 
 /// The outcome of enqueueing one job.
@@ -525,6 +525,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// The workers every node recorded; `None` on an unshared store (ask the engine).
     async fn recorded_workers(&self) -> Result<Option<Vec<RecordedWorker>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Records the completions per queue and minute that `node_id` counted, replacing what
+    /// it recorded before, and forgets every node's counts of minutes before `since_minute`.
+    /// Counts of nodes that stopped stay until they age out: their jobs did complete.
+    /// Unshared stores keep nothing.
+    async fn record_throughput(
+        &self,
+        node_id: &str,
+        counts: Vec<MinuteCount>,
+        since_minute: i64,
+    ) -> Result<(), StoreError> {
+        let _ = (node_id, counts, since_minute);
+        Ok(())
+    }
+
+    /// The counts every node recorded for minutes from `since_minute` on; `None` on an
+    /// unshared store (ask the engine).
+    async fn recorded_throughput(
+        &self,
+        since_minute: i64,
+    ) -> Result<Option<Vec<MinuteCount>>, StoreError> {
+        let _ = since_minute;
         Ok(None)
     }
 

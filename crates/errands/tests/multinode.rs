@@ -894,3 +894,50 @@ async fn a_starting_node_steals_nothing() {
     assert_eq!(done["attempt"], 1, "{done}");
     eprintln!("starting node: B up {up:?}, {checks} checks, the job stayed with its worker");
 }
+
+// ---------------------------------------------------------------------------------------
+// 8. Queue counts and throughput agree whichever node answers.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_and_throughput_agree_whichever_node_answers() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(2, SHORT_LEASE).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut worker = RawWorker::connect(b, &["counted"], 1).await;
+    const JOBS: u64 = 5;
+    for n in 0..JOBS {
+        let job = json!({"kind": "counted", "queue": "counted", "args": {"n": n}});
+        let id = cluster.enqueue(a, &job).await;
+        let delivery = worker.recv_job().await;
+        assert_eq!(delivery["id"], id.as_str(), "{delivery}");
+        worker.complete(&id).await;
+        cluster.wait_for_state(a, &id, "completed").await;
+    }
+    // B completed them; A learns B's counts when B next records them (every third of its
+    // lease), so poll A until they are there, then check that both answer the same.
+    let throughput = |queues: &Value| -> u64 {
+        queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["name"] == "counted")
+            .flat_map(|q| q["throughput"].as_array().unwrap().clone())
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    let deadline = Instant::now() + WAIT;
+    let on_a = loop {
+        let queues = cluster.get(format!("{}/v1/queues", a.url)).await;
+        if throughput(&queues) == JOBS {
+            break queues;
+        }
+        assert!(Instant::now() < deadline, "A never counted B's jobs: {queues}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let on_b = cluster.get(format!("{}/v1/queues", b.url)).await;
+    assert_eq!(throughput(&on_b), JOBS, "{on_b}");
+    assert_eq!(on_a, on_b, "the nodes answer differently");
+    let counts = queue_counts(&cluster, a, "counted").await;
+    assert_eq!(counts["completed"], JOBS, "{counts}");
+}

@@ -293,8 +293,10 @@ impl Engine {
     pub async fn queues(&self) -> Result<Vec<QueueInfo>, EngineError> {
         let now = self.now();
         let mut queues = self.store.queues(now).await?;
+        let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        let mut series = self.throughput_series(&names, now).await;
         for queue in &mut queues {
-            queue.throughput = self.throughput.series(&queue.name, now);
+            queue.throughput = series.remove(&queue.name).unwrap_or_default();
         }
         Ok(queues)
     }

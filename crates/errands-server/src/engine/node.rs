@@ -80,6 +80,7 @@ impl Engine {
         let expires_at = after(now, self.node.lease);
         let heartbeat = self.store.heartbeat(&self.node.id, now, expires_at).await?;
         self.record_workers(now).await?;
+        self.record_throughput(now).await?;
         if heartbeat == Heartbeat::Registered {
             tracing::warn!(
                 node_id = self.node.id,

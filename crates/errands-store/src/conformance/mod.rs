@@ -6,7 +6,7 @@
 //! A backend runs the whole suite, one named test per case, with
 //! [`conformance_suite!`](crate::conformance_suite):
 //!
-//! ```ignore
+//! ```text
 //! errands_store::conformance_suite!(MyHarness);
 //! ```
 
@@ -86,6 +86,7 @@ macro_rules! conformance_suite {
             multinode::leader_lease_has_one_holder,
             multinode::pause_through_one_instance_stops_claims_through_another,
             multinode::cron_fires_once_across_instances,
+            multinode::throughput_recorded_by_each_instance_is_read_by_every_instance,
         );
     };
     (@cases $harness:ty; $($module:ident :: $case:ident),* $(,)?) => {

@@ -9,7 +9,7 @@ use errands_core::cron::CronSpec;
 use errands_core::{EnqueueRequest, JobId, JobState};
 
 use super::{add, claim, error, job, new_job, t0, Harness, RETRY};
-use crate::{ClaimRequest, Heartbeat, Reap, Store, StoreError, MAINTENANCE_ROLE};
+use crate::{ClaimRequest, Heartbeat, MinuteCount, Reap, Store, StoreError, MAINTENANCE_ROLE};
 
 /// Three instances on one database.
 async fn three<H: Harness>(harness: &H) -> Vec<Arc<H::Store>> {
@@ -374,4 +374,53 @@ pub async fn cron_fires_once_across_instances<H: Harness>(harness: &H) {
         .await
         .expect("list");
     assert_eq!(page.jobs.len(), 3);
+}
+
+/// Throughput each instance records is read by every instance, each node's replacing what
+/// it recorded before, and minutes before the window are forgotten. An unshared store
+/// records nothing: its one node counts everything itself.
+pub async fn throughput_recorded_by_each_instance_is_read_by_every_instance<H: Harness>(
+    harness: &H,
+) {
+    let (a, b) = (harness.another().await, harness.another().await);
+    let count = |node: &str, minute: i64, count: u64| MinuteCount {
+        node_id: node.into(),
+        queue: "q".into(),
+        minute,
+        count,
+    };
+    a.record_throughput("node-a", vec![count("node-a", 100, 1)], 90)
+        .await
+        .expect("record");
+    a.record_throughput(
+        "node-a",
+        vec![count("node-a", 100, 3), count("node-a", 101, 1)],
+        90,
+    )
+    .await
+    .expect("record");
+    b.record_throughput("node-b", vec![count("node-b", 100, 5)], 90)
+        .await
+        .expect("record");
+    let read = b.recorded_throughput(90).await.expect("read");
+    if !a.shared() {
+        assert_eq!(read, None);
+        return;
+    }
+    assert_eq!(
+        read,
+        Some(vec![
+            count("node-a", 100, 3),
+            count("node-b", 100, 5),
+            count("node-a", 101, 1)
+        ])
+    );
+    // A later window: minute 100 is forgotten by whichever node records next.
+    b.record_throughput("node-b", vec![], 101)
+        .await
+        .expect("record");
+    assert_eq!(
+        a.recorded_throughput(0).await.expect("read"),
+        Some(vec![count("node-a", 101, 1)])
+    );
 }
