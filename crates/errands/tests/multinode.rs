@@ -932,7 +932,10 @@ async fn queues_and_throughput_agree_whichever_node_answers() {
         if throughput(&queues) == JOBS {
             break queues;
         }
-        assert!(Instant::now() < deadline, "A never counted B's jobs: {queues}");
+        assert!(
+            Instant::now() < deadline,
+            "A never counted B's jobs: {queues}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let on_b = cluster.get(format!("{}/v1/queues", b.url)).await;
