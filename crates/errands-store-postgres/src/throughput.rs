@@ -5,6 +5,8 @@ use errands_store::{MinuteCount, StoreError};
 
 use crate::error::from_pg;
 
+/// Replaces `node_id`'s counts. Two recordings of one node may overlap (the lease loop and
+/// the leader's own renewal before it reaps): the later one's counts win, never a conflict.
 pub(crate) async fn record(
     client: &impl GenericClient,
     node_id: &str,
@@ -29,7 +31,8 @@ pub(crate) async fn record(
             "INSERT INTO throughput (node_id, queue, minute, count) \
              SELECT $1, queue, minute, count \
              FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS c(queue, minute, count) \
-             WHERE minute >= $5",
+             WHERE minute >= $5 \
+             ON CONFLICT (node_id, queue, minute) DO UPDATE SET count = excluded.count",
             &[&node_id, &queues, &minutes, &numbers, &since_minute],
         )
         .await
