@@ -52,6 +52,15 @@ impl StoreError {
         }
     }
 
+    /// The same failure for another caller of one failed group commit: transient stays
+    /// transient, anything else is a backend failure with the same message.
+    pub(crate) fn for_another_caller(&self) -> Self {
+        match self {
+            StoreError::Transient(message) => StoreError::Transient(message.clone()),
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+
     /// True if retrying the operation may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Transient(_))
@@ -60,7 +69,12 @@ impl StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Backend(error.to_string())
+        // A full disk passes once space is freed: callers retry (a worker's report is written
+        // again, not dropped) and enqueues are refused with 503, not 500.
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Transient(error.to_string()),
+            _ => StoreError::Backend(error.to_string()),
+        }
     }
 }
 

@@ -111,7 +111,7 @@ where
         let committed = outcome.as_ref().ok().and_then(hook);
         let reply: Reply = Box::new(move |commit_error: Option<&StoreError>| {
             let outcome = match commit_error {
-                Some(error) => Err(StoreError::Backend(error.to_string())),
+                Some(error) => Err(error.for_another_caller()),
                 None => outcome,
             };
             // The caller may have given up waiting; its loss.

@@ -398,9 +398,12 @@ pub struct RawWorker {
 impl RawWorker {
     /// Connects to `node`, says hello for `queues` with `capacity`, and waits for the welcome.
     pub async fn connect(node: &Node, queues: &[&str], capacity: u32) -> Self {
-        let (mut socket, _) = tokio_tungstenite::connect_async(node.worker_url())
-            .await
-            .unwrap();
+        Self::connect_url(&node.worker_url(), queues, capacity).await
+    }
+
+    /// Connects to the worker socket at `url`, as [`Self::connect`] does.
+    pub async fn connect_url(url: &str, queues: &[&str], capacity: u32) -> Self {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let hello = json!({"type": "hello", "queues": queues, "capacity": capacity});
         socket.send(Message::text(hello.to_string())).await.unwrap();
         let mut worker = Self {
