@@ -143,12 +143,16 @@ class Transport:
         url = self.url + path
         headers = self.headers()
         data = None
+        # Without a body, aiohttp would label the empty payload application/octet-stream,
+        # which the server refuses (a form's content type is how a cross-site page posts).
+        skip: tuple[str, ...] = ("Content-Type",)
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = body.encode()
+            skip = ()
         try:
             async with self.session().request(
-                method, url, data=data, params=params, headers=headers
+                method, url, data=data, params=params, headers=headers, skip_auto_headers=skip
             ) as resp:
                 raw = await resp.read()
                 status = resp.status

@@ -39,8 +39,8 @@ pub struct Origins {
     /// `Host` values accepted on a loopback address besides this machine's names: `name`
     /// (any port) or `name:port`, lower case.
     allowed_hosts: Vec<String>,
-    /// The port when listening on a loopback address: then the `Host` is checked.
-    loopback_port: Option<u16>,
+    /// Listening on a loopback address: then the `Host` is checked.
+    on_loopback: bool,
 }
 
 /// A configured origin or host name that cannot be one.
@@ -66,7 +66,7 @@ impl Origins {
         Ok(Self {
             allowed_origins,
             allowed_hosts,
-            loopback_port: local.ip().is_loopback().then_some(local.port()),
+            on_loopback: local.ip().is_loopback(),
         })
     }
 
@@ -80,11 +80,15 @@ impl Origins {
 
     /// On a loopback address: a `Host` that does not name this machine.
     fn wrong_host(&self, headers: &HeaderMap) -> Option<ApiError> {
-        let port = self.loopback_port?;
-        // Browsers always send a Host; a request without one is not DNS rebinding.
+        if !self.on_loopback {
+            return None;
+        }
+        // Browsers always send a Host; a request without one is not DNS rebinding. A rebound
+        // name is the attacker's, so the name is what is checked; the port may differ (a
+        // local proxy or relay in front), and another local origin is the Origin check's.
         let host = headers.get(HOST)?;
         let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
-        let (name, host_port) = split_host(&host);
+        let (name, _port) = split_host(&host);
         let local_name = name == "localhost"
             || name
                 .trim_start_matches('[')
@@ -95,7 +99,7 @@ impl Origins {
             .allowed_hosts
             .iter()
             .any(|allowed| *allowed == host || *allowed == name);
-        if allowed || (local_name && host_port.unwrap_or(80) == port) {
+        if allowed || local_name {
             return None;
         }
         let message = format!(
@@ -322,14 +326,14 @@ mod tests {
             "127.0.0.2:7733",
             "errands.internal",
             "errands.internal:99",
+            "localhost:7734",
+            "127.0.0.1",
         ] {
             assert_eq!(refused(&o, Method::GET, &[("host", host)]), None, "{host}");
         }
         for host in [
             "evil.example",
             "evil.example:7733",
-            "localhost:7734",
-            "127.0.0.1",
             "localhost.evil.example:7733",
         ] {
             assert_eq!(
