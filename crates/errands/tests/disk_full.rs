@@ -108,6 +108,34 @@ async fn enqueue(http: &reqwest::Client, url: &str, n: usize) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Polls job `id` until it is completed, failing with the server's log at `deadline`.
+async fn wait_completed(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    deadline: Instant,
+    log: &Path,
+) -> Value {
+    loop {
+        let job: Value = http
+            .get(format!("{url}/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "completed" {
+            return job;
+        }
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("never completed: {job}\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     let disk = SmallDisk::mount();
@@ -158,22 +186,8 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     // Space is back: the reports land, enqueues work again, the same process serves on.
     let deadline = Instant::now() + WAIT;
     for id in &held {
-        loop {
-            let job: Value = http
-                .get(format!("{url}/v1/jobs/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if job["state"] == "completed" {
-                assert_eq!(job["attempt"], 1, "{job}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "{job}\n{}", log_text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let job = wait_completed(&http, &url, id, deadline, &log).await;
+        assert_eq!(job["attempt"], 1, "{job}");
     }
     let (status, body) = enqueue(&http, &url, 10_000).await;
     assert_eq!(status, 201, "{body}\n{}", log_text());
@@ -191,22 +205,7 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         worker.complete(job["id"].as_str().unwrap()).await;
     }
     for id in &acked {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let job: Value = http
-                .get(format!("{url}/v1/jobs/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if job["state"] == "completed" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{job}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_completed(&http, &url, id, Instant::now() + WAIT, &log).await;
     }
     assert!(child.try_wait().unwrap().is_none(), "the server exited");
     let _ = child.kill();
