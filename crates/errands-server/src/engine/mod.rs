@@ -85,6 +85,9 @@ pub struct Engine {
     paused: RwLock<HashSet<String>>,
     /// Wakes the maintenance loop when something may have become due sooner than it planned.
     maintenance: Notify,
+    /// Held through a maintenance pass, so passes on one node run one after another: a pass
+    /// that returns has seen every due job, not skipped one another pass still held locked.
+    sweeping: tokio::sync::Mutex<()>,
     /// Cancelled when the server shuts down, closing every worker connection.
     closing: CancellationToken,
 }
@@ -121,6 +124,7 @@ impl Engine {
             throughput: Default::default(),
             paused: RwLock::new(paused),
             maintenance: Notify::new(),
+            sweeping: tokio::sync::Mutex::new(()),
             closing: CancellationToken::new(),
         });
         engine.register_node().await?;
@@ -416,6 +420,7 @@ impl Engine {
     /// ones. Returns when it next has work, if known.
     /// On a shared store only the leader sweeps; the others return at once.
     pub async fn run_maintenance(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let _one_pass_at_a_time = self.sweeping.lock().await;
         let now = self.now();
         if !self.lead(now).await? {
             return Ok(None);
