@@ -39,7 +39,7 @@ pub(crate) fn job_span(job: &JobDelivery) -> tracing::Span {
         errands.job_id = %job.id,
         errands.queue = %job.queue,
         errands.kind = %job.kind,
-        errands.attempt = job.attempt,
+        errands.attempt = i64::from(job.attempt),
         errands.outcome = tracing::field::Empty,
     );
     let mut headers = job.headers.clone();
