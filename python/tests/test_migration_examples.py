@@ -132,9 +132,21 @@ def _examples_importable() -> Iterator[None]:
         sys.path.remove(path)
 
 
-def _seconds_until(when: datetime | None) -> float:
-    assert when is not None
-    return (when - datetime.now(timezone.utc)).total_seconds()
+def _seconds_between(start: datetime | None, end: datetime | None) -> float:
+    """Seconds from ``start`` to ``end``: both the server's times, so a slow test cannot skew it."""
+    assert start is not None
+    assert end is not None
+    return (end - start).total_seconds()
+
+
+def _deferred_by(info: errands.JobInfo) -> float:
+    """How long after its creation the job is due."""
+    return _seconds_between(info.created_at, info.run_at)
+
+
+def _retried_after(info: errands.JobInfo) -> float:
+    """How long after its last failure the job is due again."""
+    return _seconds_between(info.errors[-1].at, info.run_at)
 
 
 # -- arq ----------------------------------------------------------------------------------------
@@ -168,7 +180,7 @@ async def test_arq_retry_defers_by_attempt_times_five(errands_server: ServerHand
         info = await wait_state(app, job.id, "scheduled")
     assert info.attempt == 1
     assert [e.type for e in info.errors] == ["Retry"]
-    assert 3.5 < _seconds_until(info.run_at) <= 5.0  # attempt 1 x 5 s
+    assert _retried_after(info) == pytest.approx(5, abs=0.1)  # attempt 1 x 5 s
     assert info.max_attempts == 5
     assert info.raw["retention"] == 3600
     assert info.timeout == 300
@@ -192,8 +204,8 @@ async def test_arq_producers_enqueue_defer_and_dedupe(errands_server: ServerHand
 
     ten_s, one_min, year_2032 = [await j.status() for j in await producer.deferred("u")]
     assert {ten_s.state, one_min.state, year_2032.state} == {"scheduled"}
-    assert 8 < _seconds_until(ten_s.run_at) <= 10
-    assert 58 < _seconds_until(one_min.run_at) <= 60
+    assert _deferred_by(ten_s) == pytest.approx(10, abs=0.01)
+    assert _deferred_by(one_min) == pytest.approx(60, abs=0.01)
     assert year_2032.run_at == datetime(2032, 1, 28, tzinfo=timezone.utc)
 
     first = await producer.once("https://example.org")
@@ -281,7 +293,7 @@ async def test_celery_retry_with_countdown(errands_server: ServerHandle) -> None
         job = await send_email.enqueue("a@example.com", "Welcome!")
         info = await wait_state(app, job.id, "scheduled")
     assert [e.type for e in info.errors] == ["Retry"]
-    assert 28 < _seconds_until(info.run_at) <= 30
+    assert _retried_after(info) == pytest.approx(30, abs=0.1)
     await app.close()
 
 
@@ -324,7 +336,7 @@ async def test_celery_apply_async_options(errands_server: ServerHandle) -> None:
 
     remind = await (await producer.remind("a@example.com")).status()
     assert (remind.state, remind.queue, remind.priority) == ("scheduled", "emails", 5)
-    assert 3590 < _seconds_until(remind.run_at) <= 3600
+    assert _deferred_by(remind) == pytest.approx(3600, abs=0.01)
     when = datetime.now(timezone.utc) + timedelta(days=30)
     greet = await (await producer.greet_at("a@example.com", when)).status()
     assert greet.state == "scheduled"
@@ -334,6 +346,20 @@ async def test_celery_apply_async_options(errands_server: ServerHandle) -> None:
         by_name = await producer.welcome_by_name("b@example.com")
         assert await by_name.result(timeout=10) == "<1@mailer.example>"
     await app.close()
+
+
+async def test_by_name_options_come_from_the_producers_app(errands_server: ServerHandle) -> None:
+    from mailer import producer
+
+    registered = await (await producer.welcome_by_name("a@example.com")).status()
+    assert (registered.queue, registered.max_attempts, registered.timeout) == ("emails", 6, 120)
+    async with errands.App() as bare:  # a producer that knows only the name
+        job = await bare.enqueue("send_email", "a@example.com", "Hi")
+        info = await job.status()
+    assert (info.queue, info.max_attempts, info.timeout) == ("default", 5, None)
+    assert info.raw["backoff"] == {"type": "exponential", "base": 1, "cap": 3600, "jitter": True}
+    assert info.raw["retention"] == 86400
+    await producer.app.close()
 
 
 async def test_celery_group_by_hand(errands_server: ServerHandle) -> None:
