@@ -20,6 +20,7 @@ from typing import Any
 
 from .context import Context
 from .errors import InvalidPayload, Permanent, Retry
+from .logs import JobLogContext, current_job
 from .models import parse_time
 from .spec import decode_args, dumps
 from .task import Task
@@ -181,6 +182,10 @@ class JobRun:
         self._task.cancel()
 
     async def _main(self, task: Task[..., Any] | None, known: Callable[[], list[str]]) -> None:
+        # This asyncio task has its own copy of the context: records logged while it runs (and
+        # in the thread of a plain function, which gets a copy of it) name this job.
+        d = self.delivery
+        current_job.set(JobLogContext(d.id, d.queue, d.kind, d.attempt))
         try:
             msg = await self._execute(task, known)
             if msg is not None:
