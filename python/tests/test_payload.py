@@ -170,3 +170,30 @@ def test_models_serialise_at_enqueue_and_other_objects_still_refuse() -> None:
     )
     with pytest.raises(errands.SerializationError, match="set is not JSON serializable"):
         place.spec({1, 2}, when=None)  # type: ignore[arg-type]
+
+
+class PlaceOrder:
+    """A task that is a callable object: its annotations resolve in its class's module."""
+
+    async def __call__(self, ctx: errands.Context, order: Order) -> Receipt:
+        return Receipt(total_items=len(order.items), customer=order.customer)
+
+
+def test_annotations_resolve_for_callable_objects_and_unknown_names_pass_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shapes = payload.TaskShapes(PlaceOrder())
+    args, _ = shapes.arguments([ORDER.model_dump(mode="json")], {})
+    assert args == [ORDER]
+    assert shapes.result is not None
+
+    @dataclasses.dataclass
+    class Local:  # with postponed annotations, "Local" cannot be found by name later
+        x: int
+
+    async def task(ctx: errands.Context, value: Local, n: int) -> None: ...
+
+    with caplog.at_level("WARNING", logger="errands"):
+        shapes = payload.TaskShapes(task)
+    assert shapes.arguments([{"x": 1}, 2], {}) == ([{"x": 1}, 2], {})
+    assert "cannot resolve the annotation 'Local'" in caplog.text

@@ -51,8 +51,16 @@ def _loaded_pydantic() -> Any:
 
 
 @functools.lru_cache(maxsize=512)
-def _adapter(tp: Any) -> Any:
+def _cached_adapter(tp: Any) -> Any:
     return _pydantic().TypeAdapter(tp)
+
+
+def _adapter(tp: Any) -> Any:
+    """A pydantic TypeAdapter for ``tp``, built once per type (they are costly to build)."""
+    try:
+        return _cached_adapter(tp)
+    except TypeError:  # unhashable, e.g. Annotated[...] with unhashable metadata
+        return _pydantic().TypeAdapter(tp)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -208,7 +216,10 @@ def _resolve(func: Callable[..., Any], name: str, annotation: Any) -> Any:
     """An annotation as a type; ``None`` when a string annotation cannot be evaluated."""
     if not isinstance(annotation, str):
         return annotation
-    scope = getattr(inspect.unwrap(func), "__globals__", {})
+    target = inspect.unwrap(func)
+    if not hasattr(target, "__globals__"):  # a callable object: its __call__'s module
+        target = type(target).__call__
+    scope = getattr(target, "__globals__", {})
     try:
         return eval(annotation, scope)  # what typing.get_type_hints does, one name at a time
     except Exception as exc:
