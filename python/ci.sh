@@ -30,9 +30,9 @@ py="$venv/bin/python"
 "$py" -m pip install --quiet -e "$here[dev]" fastapi httpx python-multipart uvicorn
 
 echo "== ruff check"
-"$venv/bin/ruff" check --config "$here/pyproject.toml" "$here" "$root/examples/fastapi" "$root/examples/fastapi_sqlalchemy"
+"$venv/bin/ruff" check --config "$here/pyproject.toml" "$here" "$root/examples/fastapi" "$root/examples/fastapi_sqlalchemy" "$root/examples/from_arq" "$root/examples/from_celery"
 echo "== ruff format --check"
-"$venv/bin/ruff" format --check --config "$here/pyproject.toml" "$here" "$root/examples/fastapi" "$root/examples/fastapi_sqlalchemy"
+"$venv/bin/ruff" format --check --config "$here/pyproject.toml" "$here" "$root/examples/fastapi" "$root/examples/fastapi_sqlalchemy" "$root/examples/from_arq" "$root/examples/from_celery"
 echo "== mypy --strict"
 (cd "$here" && "$venv/bin/mypy")
 echo "== pytest"

@@ -6,12 +6,14 @@ The App takes its URL from ERRANDS_URL, which the tests set to their server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
 import errands
 
 app = errands.App()
+log = logging.getLogger("tests.apps")
 
 
 @app.task
@@ -41,3 +43,21 @@ async def hang_on_first_attempt(ctx: errands.Context) -> str:
     if ctx.attempt == 1:
         await asyncio.Event().wait()
     return f"done on attempt {ctx.attempt}"
+
+
+@app.task
+async def log_async(ctx: errands.Context, text: str) -> str:
+    """Logs from the worker's loop, once plainly and once with a traceback."""
+    log.info("async task says %s", text)
+    try:
+        raise ValueError(text)
+    except ValueError:
+        log.exception("and handled an error")
+    return text
+
+
+@app.task
+def log_in_thread(ctx: errands.Context, text: str) -> str:
+    """Logs from the thread pool."""
+    log.warning("sync task says %s", text)
+    return text

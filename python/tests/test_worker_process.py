@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +156,99 @@ def test_load_app_errors() -> None:
         load_app("tests.apps:hang")
     with pytest.raises(SystemExit, match="cannot import"):
         load_app("tests.does_not_exist:app")
+
+
+def json_lines(worker: WorkerProcess) -> list[dict[str, Any]]:
+    """Every line the worker logged, each of which must be one JSON object."""
+    lines = [line for line in worker.log().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]
+    assert all(isinstance(p, dict) for p in parsed), lines
+    return parsed
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+async def test_json_logs_name_the_job(
+    app: errands.App,
+    errands_server: ServerHandle,
+    spawn: list[WorkerProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    if how == "flag":
+        worker = start(spawn, errands_server, tmp_path, "--log-format", "json")
+    else:
+        monkeypatch.setenv("ERRANDS_LOG_FORMAT", "json")
+        worker = start(spawn, errands_server, tmp_path)
+    first = await app.enqueue("log_async", "hello")
+    second = await app.enqueue("log_in_thread", "from a thread")
+    assert await first.result(timeout=10) == "hello"
+    assert await second.result(timeout=10) == "from a thread"
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.log()
+
+    lines = json_lines(worker)
+    for line in lines:
+        assert {"ts", "level", "message", "logger"} <= set(line), line
+        assert line["ts"].endswith("+00:00")
+    by_message = {line["message"]: line for line in lines}
+    said = by_message["async task says hello"]
+    assert said["logger"] == "tests.apps"
+    assert said["level"] == "info"
+    assert (said["job_id"], said["queue"], said["kind"], said["attempt"]) == (
+        first.id,
+        "default",
+        "log_async",
+        1,
+    )
+    handled = by_message["and handled an error"]
+    assert handled["job_id"] == first.id
+    assert "ValueError: hello" in handled["exception"]
+    threaded = by_message["sync task says from a thread"]
+    assert (threaded["job_id"], threaded["kind"], threaded["level"]) == (
+        second.id,
+        "log_in_thread",
+        "warning",
+    )
+    # The worker's own records outside a job carry no job fields.
+    connected_line = next(line for line in lines if "connected to" in line["message"])
+    assert connected_line["logger"] == "errands.worker"
+    assert "job_id" not in connected_line
+
+
+async def test_text_logs_stay_the_default(
+    app: errands.App, errands_server: ServerHandle, spawn: list[WorkerProcess], tmp_path: Path
+) -> None:
+    worker = start(spawn, errands_server, tmp_path)
+    job = await app.enqueue("log_async", "plain")
+    assert await job.result(timeout=10) == "plain"
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.log()
+    said = next(line for line in worker.log().splitlines() if "async task says plain" in line)
+    assert " INFO tests.apps: async task says plain" in said
+    assert not said.startswith("{")
+
+
+def test_bad_log_format_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "errands", "worker", "tests.apps:app"],
+        cwd=PYTHON_DIR,
+        env={**os.environ, "ERRANDS_LOG_FORMAT": "yaml"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--log-format: expected text or json, got 'yaml'" in done.stderr
+
+
+async def test_workers_list_shows_host_and_pid(
+    app: errands.App, errands_server: ServerHandle, spawn: list[WorkerProcess], tmp_path: Path
+) -> None:
+    worker = start(spawn, errands_server, tmp_path, "--name", "fit-1")
+    await connected(worker)
+    reply = await app.client.transport.request("GET", "/v1/workers")
+    [shown] = [w for w in reply["workers"] if w["name"] == "fit-1"]
+    assert shown["pid"] == worker.proc.pid
+    assert shown["host"] == socket.gethostname()
+    assert shown["sdk"] == "errands-python"

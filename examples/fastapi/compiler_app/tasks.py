@@ -9,6 +9,8 @@ import asyncio
 import hashlib
 import os
 
+from pydantic import BaseModel
+
 import errands
 
 # ERRANDS_URL / ERRANDS_TOKEN from the environment (default http://127.0.0.1:7733).
@@ -18,8 +20,17 @@ app = errands.App()
 STEP_DELAY = float(os.environ.get("COMPILE_STEP_DELAY", "0.6"))
 
 
+class Compiled(BaseModel):
+    """The job's result: stored as JSON on the job, rebuilt by ``await job.result()``."""
+
+    filename: str
+    lines: int
+    words: int
+    sha256: str
+
+
 @app.task(queue="interactive", max_attempts=3, timeout=120)
-async def compile_source(ctx: errands.Context, filename: str, source: str) -> dict[str, object]:
+async def compile_source(ctx: errands.Context, filename: str, source: str) -> Compiled:
     """Pretend to compile ``source``; report progress at 10/30/50/80/100 %."""
     await ctx.progress(10, "reading")
     lines = source.splitlines()
@@ -30,7 +41,7 @@ async def compile_source(ctx: errands.Context, filename: str, source: str) -> di
     await asyncio.sleep(STEP_DELAY)
 
     await ctx.progress(50, "checking")
-    if "#error" in source:
+    if any(line.lstrip().startswith("#error") for line in lines):  # a directive, as in C
         # A source error will not go away on retry: fail the job for good.
         raise errands.Permanent(f"{filename}: found #error directive")
     await asyncio.sleep(STEP_DELAY)
@@ -40,4 +51,4 @@ async def compile_source(ctx: errands.Context, filename: str, source: str) -> di
     await asyncio.sleep(STEP_DELAY)
 
     await ctx.progress(100, "done")
-    return {"filename": filename, "lines": len(lines), "words": words, "sha256": digest}
+    return Compiled(filename=filename, lines=len(lines), words=words, sha256=digest)

@@ -1,6 +1,6 @@
 """The web side: upload a file, get a job id, watch its progress over a WebSocket.
 
-Run it with:  uvicorn compiler_app.web:api --port 8000
+Run it with:  uvicorn compiler_app.web:api --port "${WEB_PORT:-8000}"
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from . import __version__
 from .app import App
 from .errors import ApiError, Unauthorized
+from .logs import LogFormat, configure_logging
 from .worker import Worker
 
 __all__ = ["load_app", "main", "worker_main"]
@@ -75,6 +76,14 @@ def _queues(text: str) -> list[str]:
     return queues
 
 
+def _log_format(text: str) -> LogFormat:
+    if text == "text":
+        return "text"
+    if text == "json":
+        return "json"
+    raise argparse.ArgumentTypeError(f"expected text or json, got {text!r}")
+
+
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("app", help="the App to run, as package.module:attribute")
     parser.add_argument(
@@ -106,6 +115,14 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("ERRANDS_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    parser.add_argument(
+        "--log-format",
+        type=_log_format,  # argparse applies it to the default too, so a bad env value errors
+        default=os.environ.get("ERRANDS_LOG_FORMAT", "text"),
+        metavar="{text,json}",
+        help="text (default, $ERRANDS_LOG_FORMAT) or json: one object per line with ts, "
+        "level, message, logger, and job_id, queue, kind, attempt inside a job",
+    )
 
 
 async def _run_worker(worker: Worker) -> None:
@@ -122,10 +139,7 @@ async def _run_worker(worker: Worker) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     app = load_app(args.app)
     app.client.transport.configure(url=args.url, token=args.token)
     if args.weights and args.queues is None:

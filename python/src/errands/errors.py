@@ -17,6 +17,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "ErrandsError",
+    "InvalidPayload",
     "JobCancelled",
     "JobFailed",
     "NotFound",
@@ -45,6 +46,25 @@ class SerializationError(ErrandsError, TypeError):
     Raised on the client before anything is sent. It is a :class:`TypeError` too, so code that
     already guards against ``json.dumps`` failures keeps working.
     """
+
+
+class InvalidPayload(ErrandsError, ValueError):
+    """A job's arguments (or result) do not fit the task's type hints.
+
+    Raised where a model or dataclass is rebuilt from JSON: in the worker before a task runs
+    (the job then fails for good with this message, type ``InvalidPayload``), and by
+    ``job.result()`` when a result does not fit the task's return annotation.
+
+    Attributes:
+        field: where it does not fit, e.g. ``order.items[0].quantity`` (the parameter name
+            first; ``result...`` for a result).
+        reason: what is wrong, naming the field(s).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(reason)
 
 
 class ApiError(ErrandsError):

@@ -20,6 +20,7 @@ from .models import JobInfo, JobState, Progress
 
 if TYPE_CHECKING:
     from .client import Client
+    from .payload import Shape
 
 __all__ = ["Job", "JobEvents"]
 
@@ -53,7 +54,16 @@ class Job(Generic[R]):
     create one from an id with :meth:`App.job`.
     """
 
-    __slots__ = ("_attempt", "_client", "_info", "_progress", "_state", "created", "id")
+    __slots__ = (
+        "_attempt",
+        "_client",
+        "_info",
+        "_progress",
+        "_result_shape",
+        "_state",
+        "created",
+        "id",
+    )
 
     def __init__(
         self,
@@ -71,6 +81,9 @@ class Job(Generic[R]):
         self._state: JobState | None = None
         self._attempt: int | None = None
         self._progress: Progress | None = None
+        # Rebuilds the result as the task's return type (a model), when the handle came from
+        # a task whose function is annotated so.
+        self._result_shape: Shape | None = None
         if info is not None:
             self._seen(info)
 
@@ -155,13 +168,20 @@ class Job(Generic[R]):
         Waits on the server's event stream (see :meth:`events`); without one it re-fetches
         the job with a delay growing from 10 ms to 500 ms. ``timeout=0`` checks once.
 
+        When the handle came from a task (``task.enqueue()``, ``task.job(id)``) whose function
+        is annotated to return a pydantic model or dataclass, the result is rebuilt as one;
+        otherwise it is the JSON value the task returned (as in :attr:`JobInfo.result`).
+
         Raises:
             JobFailed: the job is dead (carries the last error).
             JobCancelled: the job was cancelled.
             ResultTimeout: ``timeout`` seconds passed first; the job itself is not affected.
+            InvalidPayload: the result does not fit the task's return annotation.
         """
         info = await _wait_for_finish(self, timeout)
         if info.state is JobState.COMPLETED:
+            if self._result_shape is not None:
+                return cast(R, self._result_shape.load(info.result, "result"))
             return cast(R, info.result)
         if info.state is JobState.CANCELLED:
             raise JobCancelled(info)

@@ -19,7 +19,8 @@ from enum import Enum
 from typing import Any
 
 from .context import Context
-from .errors import Permanent, Retry
+from .errors import InvalidPayload, Permanent, Retry
+from .logs import JobLogContext, current_job
 from .models import parse_time
 from .spec import decode_args, dumps
 from .task import Task
@@ -181,6 +182,10 @@ class JobRun:
         self._task.cancel()
 
     async def _main(self, task: Task[..., Any] | None, known: Callable[[], list[str]]) -> None:
+        # This asyncio task has its own copy of the context: records logged while it runs (and
+        # in the thread of a plain function, which gets a copy of it) name this job.
+        d = self.delivery
+        current_job.set(JobLogContext(d.id, d.queue, d.kind, d.attempt))
         try:
             msg = await self._execute(task, known)
             if msg is not None:
@@ -208,7 +213,15 @@ class JobRun:
                 "is the task registered on the App the worker was started with?",
             )
         try:
-            args, kwargs = decode_args(d.args)
+            args, kwargs = task.shapes.arguments(*decode_args(d.args))
+        except InvalidPayload as exc:
+            # The same payload will not fit on the next attempt either.
+            return fail_message(
+                d.id, "InvalidPayload", f"arguments of {d.kind}: {exc.reason}", retry=False
+            )
+        except Exception as exc:  # e.g. a type hint pydantic cannot build a validator for
+            return _report_exception(d.id, exc)
+        try:
             if task.is_async:  # called here: one coroutine less per job than via a helper
                 result = await task.func(self.ctx, *args, **kwargs)
             else:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .errors import SerializationError
 from .models import format_time, parse_time, seconds
+from .payload import to_jsonable
 
 __all__ = [
     "Backoff",
@@ -31,11 +32,17 @@ Duration = float | timedelta
 
 # One encoder for every message: json.dumps() with non-default options builds a new
 # JSONEncoder on each call, which shows in a worker's per-job cost.
-_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(
+    allow_nan=False, ensure_ascii=False, separators=(",", ":"), default=to_jsonable
+)
 
 
 def dumps(value: Any) -> str:
-    """Serialise strictly to JSON: no NaN/Infinity (not JSON), no silent ``str()`` fallbacks."""
+    """Serialise strictly to JSON: no NaN/Infinity (not JSON), no silent ``str()`` fallbacks.
+
+    Pydantic models and dataclass instances are written as their JSON form (see
+    :func:`errands.payload.to_jsonable`); anything else that is not JSON raises ``TypeError``.
+    """
     return _ENCODER.encode(value)
 
 

@@ -88,7 +88,7 @@ class SyncClient:
         """
         enqueuer = self._enqueuer(task)
         spec = enqueuer.spec(*args, **kwargs)  # serialisation errors raise here, in the caller
-        return SyncJob(self, self._run(self._app.client.enqueue(spec)))
+        return SyncJob(self, enqueuer._typed(self._run(self._app.client.enqueue(spec))))
 
     def enqueue_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[SyncJob[Any]]:
         """Enqueue many jobs in one batch request; see :meth:`App.enqueue_many`."""

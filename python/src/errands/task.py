@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .payload import Shape, TaskShapes
 from .spec import Backoff, JobSpec, body_head, encode_args, job_body
 from .transactional import EnqueueResult, enqueue_body_in
 
@@ -99,7 +100,8 @@ class Enqueuer(Generic[P, R]):
             SerializationError: an argument is not JSON-serialisable (nothing is sent).
             Rejected, Unauthorized, ConnectionFailed: the server refused or was unreachable.
         """
-        return await self._app.client.enqueue_json(self._body(args, kwargs))
+        job: Job[R] = await self._app.client.enqueue_json(self._body(args, kwargs))
+        return self._typed(job)
 
     async def enqueue_in(self, conn: Any, /, *args: P.args, **kwargs: P.kwargs) -> EnqueueResult:
         """Enqueue one job inside the caller's own PostgreSQL transaction.
@@ -114,6 +116,14 @@ class Enqueuer(Generic[P, R]):
             Rejected: a bad field (``.field`` names it); the transaction is aborted.
         """
         return await enqueue_body_in(conn, self._body(args, kwargs))
+
+    def _typed(self, job: Job[Any]) -> Job[R]:
+        """``job``, set to rebuild its result when this kind's task returns a model."""
+        job._result_shape = self._result_shape()
+        return job
+
+    def _result_shape(self) -> Shape | None:
+        return None
 
     def _body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         # The same body as `client.enqueue(self.spec(...))`, but only the arguments are
@@ -138,7 +148,7 @@ class Task(Enqueuer[P, R]):
     ``await task.enqueue(...)`` is checked against the function's signature.
     """
 
-    __slots__ = ("func", "is_async", "name", "timeout")
+    __slots__ = ("_shapes", "func", "is_async", "name", "timeout")
 
     def __init__(self, app: App, func: Callable[..., Any], template: JobSpec) -> None:
         super().__init__(app, template)
@@ -150,6 +160,26 @@ class Task(Enqueuer[P, R]):
         self.is_async = _is_async(func)
         #: The default per-attempt timeout, in seconds.
         self.timeout = template.timeout
+        self._shapes: TaskShapes | None = None
+
+    @property
+    def shapes(self) -> TaskShapes:
+        """The function's model-typed parameters and result, read from its type hints once.
+
+        Read on first use (a worker's first job, a client's first result), not at decoration,
+        so annotations may name models defined further down the module.
+        """
+        if self._shapes is None:
+            self._shapes = TaskShapes(self.func)
+        return self._shapes
+
+    def job(self, job_id: str) -> Job[R]:
+        """A handle on an existing job of this task, whose ``result()`` is typed (and rebuilt
+        as a model when the function is annotated to return one)."""
+        return self._typed(self._app.client.job(job_id))
+
+    def _result_shape(self) -> Shape | None:
+        return self.shapes.result
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"

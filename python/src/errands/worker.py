@@ -323,6 +323,8 @@ class Worker:
             "queues": self.queues,
             "capacity": 0 if self._stopping else self.concurrency,
             "name": self.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
             "sdk": "errands-python",
             "version": __version__,
         }
