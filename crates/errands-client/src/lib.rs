@@ -33,6 +33,7 @@ mod events;
 mod job;
 mod options;
 mod socket;
+mod trace;
 #[cfg(feature = "postgres")]
 pub mod transactional;
 pub mod worker;

@@ -1,5 +1,6 @@
 //! Per-enqueue options.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ pub struct EnqueueOptions {
     unique_for: Option<Duration>,
     retention: Option<Duration>,
     tags: Vec<String>,
+    headers: BTreeMap<String, String>,
 }
 
 impl EnqueueOptions {
@@ -93,6 +95,14 @@ impl EnqueueOptions {
         self
     }
 
+    /// Adds a header: metadata delivered to the worker with the job
+    /// ([`JobContext::headers`](crate::JobContext::headers)). The current span's W3C trace
+    /// context is added as `traceparent` unless one is set here.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
     /// These options on top of `base`: anything set here wins.
     pub fn over(self, base: EnqueueOptions) -> Self {
         Self {
@@ -111,11 +121,18 @@ impl EnqueueOptions {
             } else {
                 self.tags
             },
+            headers: {
+                let mut headers = base.headers;
+                headers.extend(self.headers);
+                headers
+            },
         }
     }
 
-    /// The request for a job of `kind` with `args`.
+    /// The request for a job of `kind` with `args`, carrying the current span's trace context.
     pub fn request(self, kind: impl Into<String>, args: serde_json::Value) -> EnqueueRequest {
+        let mut headers = self.headers;
+        crate::trace::inject_current(&mut headers);
         EnqueueRequest {
             kind: kind.into(),
             queue: self.queue,
@@ -130,6 +147,7 @@ impl EnqueueOptions {
             unique_for: self.unique_for.map(|d| d.as_secs_f64()),
             retention: self.retention.map(|d| d.as_secs_f64()),
             tags: self.tags,
+            headers,
         }
     }
 }
@@ -149,5 +167,26 @@ mod tests {
         assert_eq!(request.queue.as_deref(), Some("emails"));
         assert_eq!(request.priority, Some(9));
         assert_eq!(request.delay, Some(1.5));
+    }
+
+    #[test]
+    fn headers_merge_and_a_given_traceparent_is_kept() {
+        let defaults = EnqueueOptions::new()
+            .header("tenant", "1")
+            .header("team", "a");
+        let request = EnqueueOptions::new()
+            .header("tenant", "2")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .over(defaults)
+            .request("send", serde_json::Value::Null);
+        assert_eq!(request.headers["tenant"], "2");
+        assert_eq!(request.headers["team"], "a");
+        assert_eq!(
+            request.headers["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
     }
 }

@@ -127,3 +127,39 @@ async fn bad_fields_are_refused_by_name() {
     }
     assert_eq!(jobs_of_kind(&app, "welcome").await, 0);
 }
+
+#[tokio::test]
+async fn headers_are_stored_and_bad_ones_refused_by_name() {
+    let database = TestDatabase::create().await;
+    PostgresStore::migrate(&database.url()).await.unwrap();
+    let app = connect(&database.url()).await;
+    let options = EnqueueOptions::new().header("x-tenant", "42");
+    let enqueued = enqueue_in(&app, &Welcome { user: 1 }, options)
+        .await
+        .unwrap();
+    let stored: serde_json::Value = app
+        .query_one(
+            "SELECT headers FROM errands.jobs WHERE id = $1",
+            &[&enqueued.id.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, serde_json::json!({"x-tenant": "42"}));
+
+    let cases = [
+        ("bad name", "v", "headers"),
+        ("x-ok", "line\nbreak", "headers.x-ok"),
+    ];
+    for (name, value, field) in cases {
+        let request = EnqueueRequest {
+            headers: [(name.to_owned(), value.to_owned())].into(),
+            ..EnqueueRequest::new("welcome")
+        };
+        match enqueue_request_in(&app, &request).await {
+            Err(Error::Rejected { field: got, .. }) => assert_eq!(got.as_deref(), Some(field)),
+            other => panic!("expected a rejection of {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(jobs_of_kind(&app, "welcome").await, 1);
+}

@@ -1,5 +1,7 @@
 //! What a client sends to enqueue a job, and the checks that turn it into a job to store.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +23,12 @@ pub const MAX_TAGS: usize = 64;
 pub const MAX_TAG_LEN: usize = 200;
 /// Longest unique key, in characters: it is indexed and compared on every keyed enqueue.
 pub const MAX_UNIQUE_KEY_LEN: usize = 1024;
+/// Most headers on one job: they travel with every delivery.
+pub const MAX_HEADERS: usize = 32;
+/// Longest header name, in characters.
+pub const MAX_HEADER_NAME_LEN: usize = 128;
+/// Longest header value, in characters (a W3C `tracestate` may hold up to 512).
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
 
 /// A request to enqueue one job. Only `kind` is required.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -65,6 +73,10 @@ pub struct EnqueueRequest {
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Metadata delivered to the worker with the job, such as W3C trace context
+    /// (`traceparent`, `tracestate`) or the application's own headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Server-side limits on what a request may carry.
@@ -139,6 +151,8 @@ pub struct NewJob {
     pub retention: f64,
     /// Labels.
     pub tags: Vec<String>,
+    /// Metadata delivered with the job.
+    pub headers: BTreeMap<String, String>,
     /// When enqueued.
     pub created_at: DateTime<Utc>,
     /// When due.
@@ -202,6 +216,7 @@ impl EnqueueRequest {
             check_unique_key(key)?;
         }
         check_tags(&self.tags)?;
+        check_headers(&self.headers)?;
         let retention = non_negative("retention", self.retention.unwrap_or(DEFAULT_RETENTION))?;
         Ok(NewJob {
             id: JobId::new(),
@@ -221,6 +236,7 @@ impl EnqueueRequest {
             unique_for,
             retention,
             tags: self.tags,
+            headers: self.headers,
             created_at: now,
             run_at,
         })
@@ -316,6 +332,45 @@ fn check_tags(tags: &[String]) -> Result<(), ValidationError> {
         }
     }
     Ok(())
+}
+
+/// Header names are HTTP field names (RFC 9110 tokens), so they can be carried into HTTP,
+/// AMQP or gRPC metadata unchanged; values are any text without control characters.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ValidationError::new(
+            "headers",
+            format!("at most {MAX_HEADERS} headers per job"),
+        ));
+    }
+    for (name, value) in headers {
+        let field = || format!("headers.{name}");
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.chars().all(is_token_char) {
+            return Err(ValidationError::new(
+                "headers",
+                format!(
+                    "header names are 1 to {MAX_HEADER_NAME_LEN} letters, digits or !#$%&'*+-.^_`|~"
+                ),
+            ));
+        }
+        if value.chars().count() > MAX_HEADER_VALUE_LEN {
+            return Err(ValidationError::new(
+                field(),
+                format!("a header value is at most {MAX_HEADER_VALUE_LEN} characters"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                field(),
+                "a header value must not contain control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 fn non_negative(field: &str, seconds: f64) -> Result<f64, ValidationError> {
@@ -439,6 +494,37 @@ mod tests {
             ..EnqueueRequest::new("a")
         };
         assert!(at_limits.validate(&Limits::default(), now()).is_ok());
+    }
+
+    #[test]
+    fn headers_are_kept_and_bounded() {
+        let job =
+            validate(r#"{"kind":"a","headers":{"traceparent":"00-ab-cd-01","x-tenant":"42"}}"#)
+                .unwrap();
+        assert_eq!(job.headers["traceparent"], "00-ab-cd-01");
+        assert_eq!(job.headers["x-tenant"], "42");
+        let cases = [
+            (r#"{"kind":"a","headers":{"":"v"}}"#, "headers"),
+            (r#"{"kind":"a","headers":{"bad name":"v"}}"#, "headers"),
+            (r#"{"kind":"a","headers":{"x":"line\nbreak"}}"#, "headers.x"),
+        ];
+        for (json, field) in cases {
+            assert_eq!(validate(json).unwrap_err().field, field, "{json}");
+        }
+        let long = EnqueueRequest {
+            headers: [("x".to_owned(), "v".repeat(MAX_HEADER_VALUE_LEN + 1))].into(),
+            ..EnqueueRequest::new("a")
+        };
+        let error = long.validate(&Limits::default(), now()).unwrap_err();
+        assert_eq!(error.field, "headers.x");
+        let many = EnqueueRequest {
+            headers: (0..=MAX_HEADERS)
+                .map(|i| (format!("h{i}"), String::new()))
+                .collect(),
+            ..EnqueueRequest::new("a")
+        };
+        let error = many.validate(&Limits::default(), now()).unwrap_err();
+        assert_eq!(error.field, "headers");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A stored job, as the API shows it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,6 +44,10 @@ pub struct Job {
     pub retention: f64,
     /// Free-form labels for filtering.
     pub tags: Vec<String>,
+    /// Metadata given at enqueue and delivered to the worker (trace context and the
+    /// application's own headers).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Last progress the worker reported.
     pub progress: Option<Progress>,
     /// What the job returned.

@@ -155,6 +155,9 @@ pub struct JobDelivery {
     pub timeout: Option<f64>,
     /// When this attempt times out.
     pub deadline: Option<DateTime<Utc>>,
+    /// Metadata given at enqueue, such as W3C trace context.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Parses a text frame: one message, or an array of messages.

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub worker: WorkerLimits,
     /// Bounds of the live event feed.
     pub events: EventLimits,
+    /// Record the server's spans on the global OpenTelemetry tracer provider (the binary
+    /// installs one exporting over OTLP).
+    pub traces: bool,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             worker: WorkerLimits::default(),
             events: EventLimits::default(),
+            traces: false,
         }
     }
 }
@@ -145,6 +149,7 @@ async fn build(
         node_lease: config.node_lease,
         worker: config.worker,
         events: config.events,
+        traces: config.traces,
     };
     let engine = Engine::start(store, clock, options).await?;
     let rules = |max_bytes| api::BodyRules {

@@ -508,3 +508,33 @@ async fn list_with_an_unknown_state_names_the_parameter() {
     );
     s.assert_unchanged_and_working(0).await;
 }
+
+#[tokio::test]
+async fn header_names_that_are_not_tokens_are_refused() {
+    refused_enqueue(
+        json!({"kind": "a", "headers": {"x tenant": "1"}}),
+        "invalid_field",
+        Some("headers"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn header_values_with_control_characters_are_refused_by_name() {
+    refused_enqueue(
+        json!({"kind": "a", "headers": {"x-tenant": "1\r\nX-Evil: 2"}}),
+        "invalid_field",
+        Some("headers.x-tenant"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn header_values_that_are_not_strings_are_named() {
+    refused_enqueue(
+        json!({"kind": "a", "headers": {"x-tenant": 42}}),
+        "invalid_json",
+        Some("headers.x-tenant"),
+    )
+    .await;
+}

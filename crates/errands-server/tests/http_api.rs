@@ -40,7 +40,8 @@ async fn get_returns_every_field_of_the_job() {
             "unique_key": "welcome:42",
             "unique_for": 3600,
             "retention": 600,
-            "tags": ["signup", "eu"]
+            "tags": ["signup", "eu"],
+            "headers": {"x-tenant": "42"}
         }))
         .await;
     let job = s.job(&id).await;
@@ -59,6 +60,7 @@ async fn get_returns_every_field_of_the_job() {
         "unique_for",
         "retention",
         "tags",
+        "headers",
         "progress",
         "result",
         "errors",
@@ -91,6 +93,7 @@ async fn get_returns_every_field_of_the_job() {
     assert_eq!(job["unique_for"], 3600.0);
     assert_eq!(job["retention"], 600.0);
     assert_eq!(job["tags"], json!(["signup", "eu"]));
+    assert_eq!(job["headers"], json!({"x-tenant": "42"}));
     assert_eq!(job["progress"], Value::Null);
     assert_eq!(job["result"], Value::Null);
     assert_eq!(job["errors"], json!([]));

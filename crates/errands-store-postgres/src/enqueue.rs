@@ -16,17 +16,17 @@ const INSERT_ROWS: usize = 5_000;
 
 /// An `INSERT` of the rows given as parallel arrays, one per column.
 const INSERT: &str = "INSERT INTO jobs (id, queue, kind, args, state, priority, max_attempts, \
-    backoff, timeout, unique_key, unique_for, retention, tags, created_at, run_at) \
+    backoff, timeout, unique_key, unique_for, retention, tags, headers, created_at, run_at) \
     SELECT id, queue, kind, args::jsonb, state, priority, max_attempts, backoff::jsonb, timeout, \
     unique_key, unique_for, retention, \
     CASE WHEN tags IS NULL THEN '{}'::text[] \
          ELSE ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)) END, \
-    created_at, run_at \
+    headers::jsonb, created_at, run_at \
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], \
                 $7::int8[], $8::text[], $9::float8[], $10::text[], $11::float8[], $12::float8[], \
-                $13::text[], $14::timestamptz[], $15::timestamptz[]) \
+                $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[]) \
     AS t(id, queue, kind, args, state, priority, max_attempts, backoff, timeout, unique_key, \
-         unique_for, retention, tags, created_at, run_at)";
+         unique_for, retention, tags, headers, created_at, run_at)";
 
 /// The predicate of the unique index over jobs that hold their key.
 const UNIQUE_HOLDER: &str =
@@ -118,6 +118,7 @@ async fn insert(
                 &columns.unique_for,
                 &columns.retention,
                 &columns.tags,
+                &columns.headers,
                 &columns.created_at,
                 &columns.run_at,
             ],
@@ -141,6 +142,7 @@ struct Columns<'a> {
     unique_for: Vec<Option<f64>>,
     retention: Vec<f64>,
     tags: Vec<Option<String>>,
+    headers: Vec<Option<String>>,
     created_at: Vec<DateTime<Utc>>,
     run_at: Vec<DateTime<Utc>>,
 }
@@ -168,6 +170,9 @@ impl<'a> Columns<'a> {
             c.tags.push(
                 (!job.tags.is_empty())
                     .then(|| serde_json::Value::from(job.tags.clone()).to_string()),
+            );
+            c.headers.push(
+                (!job.headers.is_empty()).then(|| serde_json::json!(job.headers).to_string()),
             );
             c.created_at.push(job.created_at);
             c.run_at.push(job.run_at);

@@ -14,7 +14,7 @@ use tokio_postgres::types::{Json, ToSql};
 
 use crate::error::{from_pg, violates};
 use crate::notify::Wakeups;
-use crate::rows::{attempts, job_from_row, jobs_from_rows, JOB_COLUMNS};
+use crate::rows::{attempts, headers_of, job_from_row, jobs_from_rows, JOB_COLUMNS};
 
 pub(crate) async fn get(client: &impl GenericClient, id: JobId) -> Result<Job, StoreError> {
     read(client, id, "").await
@@ -173,7 +173,7 @@ pub(crate) async fn complete(
              deadline = NULL, worker_id = NULL, node_id = NULL, \
              expires_at = $2::timestamptz + retention * interval '1 second' \
              WHERE id = $3 AND state = 'running' AND worker_id = $4 \
-             RETURNING queue, kind, attempt, started_at",
+             RETURNING queue, kind, attempt, started_at, headers",
         )
         .await
         .map_err(from_pg)?;
@@ -188,6 +188,7 @@ pub(crate) async fn complete(
         kind: row.get(1),
         attempt: attempts(row.get(2))?,
         started_at: row.get(3),
+        headers: headers_of(&row, 4),
     })
 }
 
@@ -208,7 +209,8 @@ pub(crate) async fn complete_many(
              expires_at = $3::timestamptz + jobs.retention * interval '1 second' \
              FROM unnest($1::uuid[], $2::jsonb[]) AS r(id, result) \
              WHERE jobs.id = r.id AND jobs.state = 'running' AND jobs.worker_id = $4 \
-             RETURNING jobs.id, jobs.queue, jobs.kind, jobs.attempt, jobs.started_at",
+             RETURNING jobs.id, jobs.queue, jobs.kind, jobs.attempt, jobs.started_at, \
+             jobs.headers",
         )
         .await
         .map_err(from_pg)?;
@@ -227,6 +229,7 @@ pub(crate) async fn complete_many(
             kind: row.get(2),
             attempt: attempts(row.get(3))?,
             started_at: row.get(4),
+            headers: headers_of(&row, 5),
         };
         done.insert(id, job);
     }

@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "throughput",
         sql: include_str!("../migrations/0004_throughput.sql"),
     },
+    Migration {
+        version: 5,
+        name: "headers",
+        sql: include_str!("../migrations/0005_headers.sql"),
+    },
 ];
 
 /// The schema version this build of errands needs.

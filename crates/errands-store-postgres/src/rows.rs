@@ -1,5 +1,7 @@
 //! Converting between rows and jobs.
 
+use std::collections::BTreeMap;
+
 use errands_core::{AttemptError, Backoff, Job, JobId, JobState, Progress};
 use serde_json::Value;
 use tokio_postgres::types::Json;
@@ -11,13 +13,13 @@ use errands_store::StoreError;
 /// Every job column, in the order [`job_from_row`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, state, priority, attempt, \
     max_attempts, backoff, timeout, unique_key, unique_for, retention, tags, progress, result, \
-    errors, worker_id, created_at, run_at, started_at, finished_at, deadline";
+    errors, worker_id, created_at, run_at, started_at, finished_at, deadline, headers";
 
 /// The same columns qualified by the table alias `j`, for joins.
 pub(crate) const J_COLUMNS: &str = "j.id, j.queue, j.kind, j.args, j.state, j.priority, \
     j.attempt, j.max_attempts, j.backoff, j.timeout, j.unique_key, j.unique_for, j.retention, \
     j.tags, j.progress, j.result, j.errors, j.worker_id, j.created_at, j.run_at, j.started_at, \
-    j.finished_at, j.deadline";
+    j.finished_at, j.deadline, j.headers";
 
 /// Parses a stored state.
 pub(crate) fn parse_state(text: &str) -> Result<JobState, StoreError> {
@@ -59,7 +61,18 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         started_at: row.try_get(20).map_err(from_pg)?,
         finished_at: row.try_get(21).map_err(from_pg)?,
         deadline: row.try_get(22).map_err(from_pg)?,
+        headers: headers_of(row, 23),
     })
+}
+
+/// The headers in column `index` (jsonb, NULL when the job has none). Unreadable ones, which
+/// only a hand-edited row holds, read as none: they carry trace links, not the job's work.
+pub(crate) fn headers_of(row: &Row, index: usize) -> BTreeMap<String, String> {
+    row.try_get::<_, Option<Json<BTreeMap<String, String>>>>(index)
+        .ok()
+        .flatten()
+        .map(|headers| headers.0)
+        .unwrap_or_default()
 }
 
 /// Reads every row selected with [`JOB_COLUMNS`].

@@ -1,5 +1,7 @@
 //! The `Store` trait: every operation the engine needs from a backend.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errands_core::cron::{CronEntry, CronSpec};
@@ -141,6 +143,8 @@ pub struct CompletedJob {
     pub attempt: u32,
     /// When that attempt started.
     pub started_at: Option<DateTime<Utc>>,
+    /// The headers it was enqueued with (trace context for the completion span).
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A worker's report on a job it holds.

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the job server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Bring a database's schema up to this version, then exit.
     Migrate(serve::MigrateArgs),
     /// Enqueue a job.
@@ -49,7 +49,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Enqueue(args) => commands::enqueue(args).await,
         Command::Job(args) => commands::job(args).await,

@@ -15,6 +15,7 @@ use errands_store::{SqliteStore, Store, SyncMode};
 use errands_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
 
+mod otlp;
 mod streams;
 
 /// Where jobs are kept: a SQLite file, or a PostgreSQL database that several nodes share.
@@ -128,6 +129,10 @@ pub struct ServeArgs {
     /// How long dead jobs are kept, e.g. 30d.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     dead_retention: std::time::Duration,
+    /// Export the server's spans (enqueue, dispatch, completion) over OTLP/HTTP to this
+    /// collector, e.g. http://localhost:4318 (`/v1/traces` is added unless given).
+    #[arg(long, env = "ERRANDS_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Worker sockets and event subscribers.
     #[command(flatten)]
     streams: streams::StreamArgs,
@@ -150,6 +155,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.db.display()
     };
+    let exporting = match &args.otlp_endpoint {
+        Some(endpoint) => Some(otlp::install(endpoint).await?),
+        None => None,
+    };
     let (store, clock) = open_store(&args).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -158,6 +167,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listen = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%listen, store = %store_name, "errands serving");
     errands_server::serve(listener, store, clock, config, shutdown_signal()).await?;
+    if let Some(exporting) = exporting {
+        exporting.shutdown().await;
+    }
     tracing::info!("errands stopped");
     Ok(())
 }
@@ -190,6 +202,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         allowed_hosts: args.allow_host.clone(),
         worker: args.streams.worker(),
         events: args.streams.events(),
+        traces: args.otlp_endpoint.is_some(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ class Context:
         deadline: when the server will time this attempt out, if it has a timeout.
         state: the worker's shared :class:`State`.
         app: the :class:`App`, e.g. to enqueue follow-up jobs.
+        headers: the headers the job was enqueued with (trace context, your own).
     """
 
     job_id: str
@@ -71,6 +72,7 @@ class Context:
     state: State
     app: App
     _send: Callable[[dict[str, Any]], None] = field(repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_last_attempt(self) -> bool:

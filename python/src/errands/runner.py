@@ -13,11 +13,12 @@ import logging
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from . import otel
 from .context import Context
 from .errors import InvalidPayload, Permanent, Retry
 from .logs import JobLogContext, current_job
@@ -47,6 +48,7 @@ class Delivery:
     max_attempts: int
     timeout: float | None
     deadline: datetime | None
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, msg: Message) -> Delivery:
@@ -61,7 +63,15 @@ class Delivery:
             max_attempts=int(msg.get("max_attempts") or 1),
             timeout=float(timeout) if timeout is not None else None,
             deadline=parse_time(msg.get("deadline")),
+            headers=_headers(msg.get("headers")),
         )
+
+
+def _headers(raw: Any) -> dict[str, str]:
+    """A delivery's headers: string pairs only (the server sends nothing else)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 class Abort(Enum):
@@ -187,7 +197,14 @@ class JobRun:
         d = self.delivery
         current_job.set(JobLogContext(d.id, d.queue, d.kind, d.attempt))
         try:
-            msg = await self._execute(task, known)
+            if otel.ENABLED:
+                with otel.job_span(
+                    job_id=d.id, queue=d.queue, kind=d.kind, attempt=d.attempt, headers=d.headers
+                ) as span:
+                    msg = await self._execute(task, known)
+                    otel.record_outcome(span, msg)
+            else:
+                msg = await self._execute(task, known)
             if msg is not None:
                 self._report(msg)
         except asyncio.CancelledError:

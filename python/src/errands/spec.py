@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from . import otel
 from .errors import SerializationError
 from .models import format_time, parse_time, seconds
 from .payload import to_jsonable
@@ -68,14 +69,22 @@ def encode_args(kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> di
 def body_head(template: JobSpec) -> str:
     """The ``POST /v1/jobs`` body of ``template`` up to its args: ``{"kind":...,"args":``.
 
-    ``template`` carries no args (a task's defaults); :func:`job_body` completes it.
+    ``template`` carries no args (a task's defaults); :func:`job_body` completes it. Headers
+    are left out: they change per call (trace context), so :func:`job_body` adds them.
     """
-    return dumps(template.to_body())[:-1] + ',"args":'
+    return dumps(template.to_body(headers=False))[:-1] + ',"args":'
 
 
-def job_body(kind: str, head: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+def job_body(
+    kind: str,
+    head: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> str:
     """The whole ``POST /v1/jobs`` body: ``head`` (from :func:`body_head`) plus the call's
-    arguments as ``{"args": [...], "kwargs": {...}}``.
+    arguments as ``{"args": [...], "kwargs": {...}}`` and ``headers`` with the current trace
+    context.
 
     Raises:
         SerializationError: an argument is not JSON-serialisable.
@@ -84,6 +93,9 @@ def job_body(kind: str, head: str, args: Sequence[Any], kwargs: Mapping[str, Any
         packed = dumps({"args": args, "kwargs": kwargs})
     except (TypeError, ValueError) as exc:
         raise args_error(kind, exc) from exc
+    sent = otel.inject(headers)
+    if sent:
+        return head + packed + ',"headers":' + dumps(sent) + "}"
     return head + packed + "}"
 
 
@@ -179,6 +191,7 @@ class JobSpec:
     unique_for: float | None = None
     retention: float | None = None
     tags: tuple[str, ...] | None = None
+    headers: Mapping[str, str] | None = None
 
     def with_options(self, **options: Any) -> JobSpec:
         """A copy with the given options replaced (``None`` values are ignored)."""
@@ -197,14 +210,17 @@ class JobSpec:
             options["run_at"] = parse_time(options["run_at"])
         return cls(str(raw.get("kind", "")), raw.get("args"), **normalise_options(options))
 
-    def to_body(self) -> dict[str, Any]:
-        """The ``POST /v1/jobs`` body, leaving out unset fields so server defaults apply."""
+    def to_body(self, *, headers: bool = True) -> dict[str, Any]:
+        """The ``POST /v1/jobs`` body, leaving out unset fields so server defaults apply.
+
+        ``headers`` includes the spec's headers with the current trace context.
+        """
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give delay or run_at, not both")
         body: dict[str, Any] = {"kind": self.kind}
         for name in _SPEC_FIELDS[1:]:
             v = getattr(self, name)
-            if v is None:
+            if v is None or name == "headers":
                 continue
             if isinstance(v, Backoff):
                 v = v.to_json()
@@ -213,6 +229,9 @@ class JobSpec:
             elif isinstance(v, tuple):
                 v = list(v)
             body[name] = v
+        sent = otel.inject(self.headers) if headers else None
+        if sent:
+            body["headers"] = sent
         return body
 
     def _with_args(self, args: Any) -> JobSpec:
@@ -248,4 +267,11 @@ def normalise_options(options: Mapping[str, Any]) -> dict[str, Any]:
     tags = out.get("tags")
     if tags is not None:
         out["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
+    headers = out.get("headers")
+    if headers is not None:
+        if not isinstance(headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise TypeError("headers must be a mapping of str to str")
+        out["headers"] = dict(headers)
     return out

@@ -58,11 +58,14 @@ class Enqueuer(Generic[P, R]):
         timeout: Duration | None = None,
         retention: Duration | None = None,
         tags: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Enqueuer[P, R]:
         """The same enqueuer with some options overridden for the jobs it creates.
 
         ``delay`` (seconds or timedelta) and ``run_at`` (aware datetime) schedule the job;
-        ``unique_key`` returns the existing unfinished job with that key instead of a new one.
+        ``unique_key`` returns the existing unfinished job with that key instead of a new one;
+        ``headers`` travel with the job to the worker (``ctx.headers``), beside the trace
+        context added at enqueue.
         """
         template = self._template.with_options(
             queue=queue,
@@ -76,6 +79,7 @@ class Enqueuer(Generic[P, R]):
             timeout=timeout,
             retention=retention,
             tags=tags,
+            headers=headers,
         )
         if delay is not None:
             template = replace(template, run_at=None)
@@ -131,7 +135,7 @@ class Enqueuer(Generic[P, R]):
         head = self._body_head
         if head is None:
             head = self._body_head = body_head(self._template)
-        return job_body(self.kind, head, args, kwargs)
+        return job_body(self.kind, head, args, kwargs, self._template.headers)
 
 
 def _is_async(func: Callable[..., Any]) -> bool:

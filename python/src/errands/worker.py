@@ -432,6 +432,7 @@ class Worker:
             state=self.state,
             app=self.app,
             _send=self._send,
+            headers=delivery.headers,
         )
         self._idle.clear()
         self._running[delivery.id] = JobRun(

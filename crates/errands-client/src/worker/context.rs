@@ -1,6 +1,7 @@
 //! What a handler knows about the job it runs.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +27,8 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// When this attempt times out, if it has a timeout.
     pub deadline: Option<DateTime<Utc>>,
+    /// The headers the job was enqueued with (trace context, the application's own).
+    pub headers: BTreeMap<String, String>,
     pub(crate) cancel: CancellationToken,
     pub(crate) reports: mpsc::UnboundedSender<WorkerMessage>,
     pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,

@@ -13,12 +13,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::context::JobContext;
 use super::handler::{HandlerError, Retry};
 use super::WorkerBuilder;
 use crate::error::Error;
 use crate::socket::{self, Socket};
+use crate::trace;
 
 type Sink = SplitSink<Socket, Message>;
 
@@ -167,6 +169,7 @@ impl<'a> Session<'a> {
             self.tasks.spawn(async move { id });
             return;
         };
+        let span = trace::job_span(&job);
         let ctx = JobContext {
             id: job.id,
             kind: job.kind,
@@ -174,35 +177,46 @@ impl<'a> Session<'a> {
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             deadline: job.deadline,
+            headers: job.headers,
             cancel: cancel.clone(),
             reports: reports.clone(),
             state: self.config.state.clone(),
         };
         let id = job.id;
         let args = job.args;
-        self.tasks.spawn(async move {
+        let job_span = span.clone();
+        let run = async move {
             // A panic in the handler fails this job, not the worker. Calling the handler inside
             // the future catches a panic before its first await too.
             let work = AssertUnwindSafe(async move { handler(ctx, args).await }).catch_unwind();
             let outcome = tokio::select! {
                 outcome = work => outcome,
                 // Dropping the handler's future stops it; the server already took the job back.
-                _ = cancel.cancelled() => return id,
-            };
-            let message = match outcome {
-                Ok(Ok(result)) => WorkerMessage::Complete {
-                    id,
-                    result: Some(result),
-                },
-                Ok(Err(error)) => fail_message(id, error, None),
-                Err(payload) => {
-                    let reason = panic_message(payload);
-                    fail_message(id, HandlerError::new("Panic", reason.clone()), Some(reason))
+                _ = cancel.cancelled() => {
+                    trace::record_outcome(&job_span, "cancelled");
+                    return id;
                 }
             };
+            let (message, outcome) = match outcome {
+                Ok(Ok(result)) => (
+                    WorkerMessage::Complete {
+                        id,
+                        result: Some(result),
+                    },
+                    "completed",
+                ),
+                Ok(Err(error)) => (fail_message(id, error, None), "failed"),
+                Err(payload) => {
+                    let reason = panic_message(payload);
+                    let error = HandlerError::new("Panic", reason.clone());
+                    (fail_message(id, error, Some(reason)), "panicked")
+                }
+            };
+            trace::record_outcome(&job_span, outcome);
             let _ = reports.send(message);
             id
-        });
+        };
+        self.tasks.spawn(run.instrument(span));
     }
 
     /// Sends every waiting report in one frame.

@@ -12,6 +12,7 @@ mod node;
 mod registry;
 mod reports;
 mod signals;
+mod spans;
 mod telemetry;
 mod throughput;
 mod vanished;
@@ -41,6 +42,7 @@ pub use signals::QueueSignals;
 use crate::error::EngineError;
 use names::JobNames;
 use node::Node;
+use spans::Spans;
 
 /// How an engine is set up.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +56,9 @@ pub struct EngineOptions {
     pub worker: WorkerLimits,
     /// Bounds of the live event feed.
     pub events: EventLimits,
+    /// Whether to record the server's spans (enqueue, dispatch, completion) on the global
+    /// OpenTelemetry tracer provider.
+    pub traces: bool,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +68,7 @@ impl Default for EngineOptions {
             node_lease: Duration::from_secs(15),
             worker: WorkerLimits::default(),
             events: EventLimits::default(),
+            traces: false,
         }
     }
 }
@@ -82,6 +88,7 @@ pub struct Engine {
     workers: WorkerRegistry,
     events: EventHub,
     throughput: throughput::Throughput,
+    spans: Spans,
     paused: RwLock<HashSet<String>>,
     /// Wakes the maintenance loop when something may have become due sooner than it planned.
     maintenance: Notify,
@@ -122,6 +129,7 @@ impl Engine {
             workers: WorkerRegistry::default(),
             events: EventHub::new(options.events),
             throughput: Default::default(),
+            spans: Spans::new(options.traces),
             paused: RwLock::new(paused),
             maintenance: Notify::new(),
             sweeping: tokio::sync::Mutex::new(()),
@@ -214,7 +222,7 @@ impl Engine {
         batch: bool,
     ) -> Result<Vec<Enqueued>, EngineError> {
         let now = self.now();
-        let jobs = requests
+        let mut jobs = requests
             .into_iter()
             .enumerate()
             .map(|(index, request)| {
@@ -227,6 +235,7 @@ impl Engine {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let spans = self.spans.enqueue(&mut jobs, now);
         let scheduled = jobs.iter().any(|job| job.state == JobState::Scheduled);
         let names = JobNames::of(&jobs);
         // Workers are woken as soon as the jobs are committed; the reply waits until they are
@@ -239,6 +248,8 @@ impl Engine {
         };
         let (stored, ()) =
             tokio::join!(self.store.enqueue_announcing(jobs, committed_tx), announce);
+        let error = stored.as_ref().err().map(ToString::to_string);
+        self.spans.enqueued(spans, error.as_deref());
         Ok(stored?)
     }
 
@@ -393,6 +404,7 @@ impl Engine {
     /// A claimed job was sent to its worker: it has started.
     pub fn started(&self, job: &Job) {
         telemetry::started(job);
+        self.spans.dispatched(job, self.now());
         self.publish_job(job);
     }
 

@@ -7,6 +7,7 @@ use errands_core::protocol::WorkerMessage;
 use errands_core::{AttemptError, JobId, JobState, Progress, ValidationError};
 use errands_store::{Report, Reported};
 
+use super::spans::{Attempt, AttemptOutcome};
 use super::{telemetry, Engine};
 use crate::error::EngineError;
 
@@ -90,6 +91,16 @@ impl Engine {
         match reported {
             Reported::Completed(job) => {
                 telemetry::completed(&job, now);
+                let attempt = Attempt {
+                    id: job.id.to_string(),
+                    queue: &job.queue,
+                    kind: &job.kind,
+                    number: job.attempt,
+                    started_at: job.started_at,
+                    headers: &job.headers,
+                    outcome: AttemptOutcome::Completed,
+                };
+                self.spans.attempt_ended(attempt, now);
                 self.throughput.record(&job.queue, now);
                 self.publish_state(
                     job.id,
@@ -101,6 +112,20 @@ impl Engine {
             }
             Reported::Failed(job) => {
                 telemetry::attempt_failed(&job, now);
+                let attempt = Attempt {
+                    id: job.id.to_string(),
+                    queue: &job.queue,
+                    kind: &job.kind,
+                    number: job.attempt,
+                    started_at: job.started_at,
+                    headers: &job.headers,
+                    outcome: if job.state == JobState::Dead {
+                        AttemptOutcome::Dead
+                    } else {
+                        AttemptOutcome::Retry
+                    },
+                };
+                self.spans.attempt_ended(attempt, now);
                 self.publish_job(&job);
                 self.wake_after_failure(&job.queue, job.state);
             }

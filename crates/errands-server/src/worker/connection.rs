@@ -553,6 +553,7 @@ fn delivery(job: Job) -> JobDelivery {
         max_attempts: job.max_attempts,
         timeout: job.timeout,
         deadline: job.deadline,
+        headers: job.headers,
     }
 }
 

@@ -109,6 +109,7 @@ mod tests {
             unique_for: None,
             retention: 0.0,
             tags: Vec::new(),
+            headers: Default::default(),
             progress: None,
             result: None,
             errors: Vec::new(),

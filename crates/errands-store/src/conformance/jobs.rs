@@ -4,8 +4,8 @@ use chrono::Duration;
 use errands_core::{EnqueueRequest, JobId, JobState};
 use serde_json::json;
 
-use super::{add, claim, job, new_job, t0, Harness};
-use crate::{JobFilter, Store, StoreError};
+use super::{add, claim, job, new_job, t0, Harness, NODE};
+use crate::{ClaimRequest, JobFilter, Report, Reported, Store, StoreError};
 
 /// Conformance case.
 pub async fn enqueue_and_get<H: Harness>(harness: &H) {
@@ -333,4 +333,78 @@ pub async fn retry_refused_while_another_job_holds_the_key<H: Harness>(harness: 
     store.cancel(second, t0()).await.expect("cancel");
     let retried = store.retry(first, false, t0()).await.expect("retry");
     assert_eq!(retried.state, JobState::Queued);
+}
+
+/// Headers given at enqueue are kept by every write path (a plain job, a keyed one, a batch)
+/// and come back on the stored job, the claimed job, and the completion (single and batched).
+/// Conformance case.
+pub async fn headers_travel_with_the_job<H: Harness>(harness: &H) {
+    let store = harness.store();
+    let headers = |n: u32| -> std::collections::BTreeMap<String, String> {
+        [
+            ("traceparent".to_owned(), format!("00-{n:032x}-{n:016x}-01")),
+            ("x-tenant".to_owned(), n.to_string()),
+        ]
+        .into()
+    };
+    let with_headers = |n: u32| EnqueueRequest {
+        headers: headers(n),
+        ..job("traced")
+    };
+    let plain = add(store, with_headers(1), t0()).await;
+    let keyed = add(
+        store,
+        EnqueueRequest {
+            unique_key: Some("k".into()),
+            ..with_headers(2)
+        },
+        t0(),
+    )
+    .await;
+    let batch = store
+        .enqueue(vec![
+            new_job(with_headers(3), t0()),
+            new_job(job("bare"), t0()),
+        ])
+        .await
+        .expect("batch");
+    let (batched, bare) = (batch[0].id, batch[1].id);
+    assert_eq!(store.get(plain).await.expect("get").headers, headers(1));
+    assert_eq!(store.get(keyed).await.expect("get").headers, headers(2));
+    assert_eq!(store.get(batched).await.expect("get").headers, headers(3));
+    assert!(store.get(bare).await.expect("get").headers.is_empty());
+
+    let request = ClaimRequest {
+        queues: vec!["default".into()],
+        limit: 10,
+        worker_id: "w".into(),
+        node_id: NODE.into(),
+    };
+    let claimed = store.claim(request, t0()).await.expect("claim");
+    let claimed_headers = |id| {
+        claimed
+            .iter()
+            .find(|j| j.id == id)
+            .map(|j| j.headers.clone())
+            .expect("claimed")
+    };
+    assert_eq!(claimed_headers(plain), headers(1));
+    assert!(claimed_headers(bare).is_empty());
+
+    let completed = store
+        .complete(plain, "w", None, t0())
+        .await
+        .expect("complete");
+    assert_eq!(completed.headers, headers(1));
+    let reports = [keyed, batched]
+        .into_iter()
+        .map(|id| Report::Complete { id, result: None })
+        .collect();
+    let outcomes = store.report("w", reports, t0()).await;
+    for (outcome, n) in outcomes.into_iter().zip([2, 3]) {
+        match outcome.expect("report") {
+            Reported::Completed(job) => assert_eq!(job.headers, headers(n)),
+            other => panic!("expected a completion, got {other:?}"),
+        }
+    }
 }

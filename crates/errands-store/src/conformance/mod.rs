@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             jobs::list_filters_and_pages,
             jobs::queues_count_and_pause,
             jobs::progress_is_recorded,
+            jobs::headers_travel_with_the_job,
             lease::claim_follows_priority_then_age,
             lease::claim_walks_queues_in_order,
             lease::claim_skips_paused_queues,

@@ -31,9 +31,9 @@ const INSERT_ROWS: usize = 16;
 
 /// The columns an enqueue sets, in the order [`bind_job`] binds them.
 const INSERT_COLUMNS: &str = "INSERT INTO jobs (id, queue, kind, args, state, priority, \
-    max_attempts, backoff, timeout, unique_key, unique_for, retention, tags, created_at, run_at) \
-    VALUES ";
-const COLUMN_COUNT: usize = 15;
+    max_attempts, backoff, timeout, unique_key, unique_for, retention, tags, headers, created_at, \
+    run_at) VALUES ";
+const COLUMN_COUNT: usize = 16;
 
 pub(crate) fn enqueue(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -133,6 +133,11 @@ fn bind_job(statement: &mut Statement<'_>, before: usize, job: &NewJob) -> Resul
     } else {
         Some(serde_json::to_string(&job.tags)?)
     };
+    let headers = if job.headers.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&job.headers)?)
+    };
     let values: [&dyn ToSql; COLUMN_COUNT] = [
         &id,
         &job.queue,
@@ -147,6 +152,7 @@ fn bind_job(statement: &mut Statement<'_>, before: usize, job: &NewJob) -> Resul
         &job.unique_for,
         &job.retention,
         &tags,
+        &headers,
         &to_ms(job.created_at),
         &to_ms(job.run_at),
     ];
@@ -355,12 +361,12 @@ pub(crate) fn complete(
     // ones the schema guarantees the types of.
     let result = result.map(|r| serde_json::to_string(&r)).transpose()?;
     let now_ms = to_ms(now);
-    let (queue, kind, attempt, started_at) = conn
+    let (queue, kind, attempt, started_at, headers) = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'completed', result = ?1, finished_at = ?2, deadline = NULL, \
              worker_id = NULL, node_id = NULL, expires_at = ?2 + CAST(retention * 1000 AS INTEGER) \
              WHERE id = ?3 AND state = 'running' AND worker_id = ?4 \
-             RETURNING queue, kind, attempt, started_at",
+             RETURNING queue, kind, attempt, started_at, headers",
         )?
         .query_row(params![result, now_ms, id.to_string(), worker_id], |row| {
             Ok((
@@ -368,6 +374,7 @@ pub(crate) fn complete(
                 row.get(1)?,
                 row.get(2)?,
                 row.get::<_, Option<i64>>(3)?,
+                row.get::<_, Option<String>>(4)?,
             ))
         })
         .optional()?
@@ -378,6 +385,11 @@ pub(crate) fn complete(
         kind,
         attempt,
         started_at: started_at.and_then(DateTime::from_timestamp_millis),
+        // The job is completed whatever its headers hold: unreadable ones (only a hand-edited
+        // row has them) lose the trace link, not the completion.
+        headers: headers
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
     })
 }
 

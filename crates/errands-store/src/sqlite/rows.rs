@@ -9,7 +9,7 @@ use crate::error::StoreError;
 /// Every job column, in the order [`job_from_row`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, state, priority, attempt, \
     max_attempts, backoff, timeout, unique_key, unique_for, retention, tags, progress, result, \
-    errors, worker_id, created_at, run_at, started_at, finished_at, deadline";
+    errors, worker_id, created_at, run_at, started_at, finished_at, deadline, headers";
 
 /// Unix milliseconds of a time, as stored.
 pub(crate) fn to_ms(time: DateTime<Utc>) -> i64 {
@@ -72,5 +72,6 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
         started_at: opt_time(row.get(20)?)?,
         finished_at: opt_time(row.get(21)?)?,
         deadline: opt_time(row.get(22)?)?,
+        headers: opt_json(row.get(23)?)?.unwrap_or_default(),
     })
 }

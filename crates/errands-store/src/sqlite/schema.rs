@@ -78,6 +78,10 @@ CREATE TABLE leaders (
 );
 "#;
 
+/// Version 3: headers (trace context and the application's own metadata) kept with each job
+/// and delivered with it.
+const VERSION_3: &str = "ALTER TABLE jobs ADD COLUMN headers TEXT;";
+
 /// Brings the schema to the current version, in one transaction: the tables of version 1
 /// (created if missing), then each later version's changes once, counted in `user_version`.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -87,6 +91,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 2 {
         tx.execute_batch(VERSION_2)?;
         tx.pragma_update(None, "user_version", 2)?;
+    }
+    if version < 3 {
+        tx.execute_batch(VERSION_3)?;
+        tx.pragma_update(None, "user_version", 3)?;
     }
     tx.commit()
 }
