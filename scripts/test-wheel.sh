@@ -30,10 +30,13 @@ cleanup() {
 trap cleanup EXIT
 
 echo "-- build the wheel"
-# Same target dir and profile as `cargo build --release`, so cargo finds the server built
-# already and only packs it (it would say "Compiling errands" otherwise).
+# Through python/pyproject.toml's build backend, as `pip install ./python` builds it, with the
+# cached maturin (its hooks run `maturin` from PATH). Same target dir and profile as
+# `cargo build --release`, so cargo finds the server built already and only packs it (it
+# would say "Compiling errands" otherwise).
 started=$(date +%s.%N)
-(cd python && "$maturin_venv/bin/maturin" build --release --out "$scratch/wheels") >"$scratch/maturin.log" 2>&1 \
+PATH="$maturin_venv/bin:$PATH" "$maturin_venv/bin/pip" wheel --verbose --no-deps --no-build-isolation \
+  --wheel-dir "$scratch/wheels" ./python >"$scratch/maturin.log" 2>&1 \
   || { cat "$scratch/maturin.log"; exit 1; }
 elapsed=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)")
 wheel=$(ls "$scratch"/wheels/errands-*.whl)
