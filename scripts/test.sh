@@ -20,6 +20,14 @@ export ERRANDS_BIN="$target/release/errands"
 echo "== the README's server command resolves to the server"
 cargo run --release -q -- serve --help | grep -q -- "--listen"
 
+# Right after `cargo run --release` built the server as `-p errands` builds it, so the wheel's
+# build (maturin, same target dir and profile) finds it compiled and only packs it.
+echo "== the Python wheel carries the server (fresh venv, no cargo on PATH)"
+bash scripts/test-wheel.sh
+
+echo "== the container image (podman build, its filesystem run in a chroot)"
+bash scripts/test-image.sh
+
 echo "== PostgreSQL for the tests that need it"
 bash scripts/postgres.sh
 

@@ -5,8 +5,8 @@ point) starts ``errands serve --memory`` on a free port and points ``ERRANDS_URL
 ``App()`` created at import time talks to it. :func:`run_server` is the same as an async context
 manager, for setups of your own; :func:`run_worker` runs a :class:`Worker` on the current loop.
 
-The server binary comes from ``$ERRANDS_BIN``, else ``errands`` on ``PATH``, else
-``cargo build --release -p errands`` in the errands source tree this package sits in.
+The server binary comes from ``$ERRANDS_BIN``, else the ``errands`` the wheel installed next to
+this environment's Python, else ``errands`` on ``PATH`` (see :func:`find_binary`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,51 +36,43 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerHandle", "find_binary", "run_server", "run_worker", "server"]
 
-_build_lock = threading.Lock()
-_built: str | None = None
+_NOT_FOUND = (
+    "cannot find the errands server binary `errands`: install the package from its wheel or "
+    "source (`pip install ./python` in the errands repository puts the server next to this "
+    "package), or `cargo install --path crates/errands`, or set ERRANDS_BIN to its path"
+)
 
 
-def _source_root() -> Path | None:
-    """The errands repository this package lives in (or the cwd is in), if any."""
-    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
-    for start in starts:
-        for folder in [start, *start.parents]:
-            if (folder / "Cargo.toml").is_file() and (folder / "crates" / "errands").is_dir():
-                return folder
-    return None
+def _installed_alongside() -> list[Path]:
+    """Where an installed wheel put the server: this environment's scripts directory.
+
+    That is the venv's ``bin/`` (``Scripts\\`` on Windows), which is on ``PATH`` only while the
+    venv is activated; ``.venv/bin/pytest`` run directly still finds it here.
+    """
+    name = "errands.exe" if os.name == "nt" else "errands"
+    folders = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
+    return [folder / name for folder in dict.fromkeys(folders)]
 
 
 def find_binary() -> str:
-    """Locate the ``errands`` server binary, building it with cargo as a last resort."""
-    global _built
+    """Locate the ``errands`` server binary.
+
+    In order: ``$ERRANDS_BIN``; the ``errands`` installed with this package (next to the
+    environment's Python); ``errands`` on ``PATH``. Raises :class:`RuntimeError` naming the
+    ways to get one when none is found.
+    """
     configured = os.environ.get("ERRANDS_BIN")
     if configured:
         if not os.access(configured, os.X_OK):
             raise RuntimeError(f"ERRANDS_BIN={configured!r} is not an executable file")
         return configured
+    for candidate in _installed_alongside():
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     on_path = shutil.which("errands")
     if on_path:
         return on_path
-    with _build_lock:
-        if _built:
-            return _built
-        root = _source_root()
-        if root is None:
-            raise RuntimeError(
-                "cannot find the errands server: set ERRANDS_BIN or put `errands` on PATH"
-            )
-        done = subprocess.run(
-            ["cargo", "build", "--release", "-p", "errands"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        binary = root / "target" / "release" / "errands"
-        if done.returncode != 0 or not binary.is_file():
-            raise RuntimeError(f"cargo build of the errands server failed:\n{done.stderr[-4000:]}")
-        _built = str(binary)
-        return _built
+    raise RuntimeError(_NOT_FOUND)
 
 
 def _free_port() -> int:
