@@ -89,6 +89,8 @@ impl Engine {
     ) {
         match reported {
             Reported::Completed(job) => {
+                tracing::debug!(job_id = %job.id, queue = %job.queue, kind = %job.kind,
+                    attempt = job.attempt, "job completed");
                 telemetry::completed(&job, now);
                 self.throughput.record(&job.queue, now);
                 self.publish_state(
