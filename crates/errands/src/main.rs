@@ -3,6 +3,7 @@
 mod check;
 mod commands;
 mod cron;
+mod logging;
 mod serve;
 mod table;
 
