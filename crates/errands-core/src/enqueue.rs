@@ -33,7 +33,6 @@ pub struct EnqueueRequest {
     pub queue: Option<String>,
     /// Arguments, any JSON.
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
     pub args: Value,
     /// Higher runs first (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,7 @@ use crate::engine::{Engine, EventFilter, Subscription, SubscriptionEnd};
 
 /// Which events to receive; all when nothing is given.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Comma-separated job ids.
@@ -64,7 +65,9 @@ fn parse_filter(params: EventParams) -> Result<EventFilter, ApiError> {
 }
 
 /// Streams job state changes and progress; a WebSocket when asked to upgrade, else SSE.
-#[utoipa::path(get, path = "/v1/events", params(EventParams), responses(
+#[utoipa::path(
+    get, path = "/v1/events", operation_id = "stream_events", tag = "events",
+    params(EventParams), responses(
     (status = 200, description = "text/event-stream of events (or a WebSocket upgrade)")))]
 pub async fn events(
     State(engine): State<Arc<Engine>>,
