@@ -70,6 +70,7 @@ pub struct ListParams {
     /// Only jobs with this tag.
     pub tag: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

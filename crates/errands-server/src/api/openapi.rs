@@ -213,4 +213,28 @@ mod tests {
             }
         }
     }
+
+    /// The bounds the document gives an enqueue are the ones `EnqueueRequest::validate`
+    /// checks (the schema attributes repeat them as literals).
+    #[test]
+    fn enqueue_bounds_are_the_validator_s() {
+        use errands_core::backoff::MAX_SECONDS;
+        use errands_core::enqueue::{MAX_NAME_LEN, MAX_UNIQUE_KEY_LEN};
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let fields = &document["components"]["schemas"]["EnqueueRequest"]["properties"];
+        for name in ["kind", "queue"] {
+            assert_eq!(fields[name]["minLength"], 1, "{name}");
+            assert_eq!(fields[name]["maxLength"], MAX_NAME_LEN, "{name}");
+        }
+        assert_eq!(fields["unique_key"]["maxLength"], MAX_UNIQUE_KEY_LEN);
+        for name in ["delay", "timeout", "unique_for", "retention"] {
+            assert_eq!(
+                fields[name]["maximum"].as_f64(),
+                Some(MAX_SECONDS),
+                "{name}"
+            );
+        }
+        assert_eq!(fields["max_attempts"]["minimum"], 1);
+        assert_eq!(fields["timeout"]["exclusiveMinimum"], 0.0);
+    }
 }
