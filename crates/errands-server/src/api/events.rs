@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::time::timeout;
 use utoipa::IntoParams;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
 use crate::engine::{Engine, EventFilter, Subscription, SubscriptionEnd};
 
@@ -68,7 +68,8 @@ fn parse_filter(params: EventParams) -> Result<EventFilter, ApiError> {
 #[utoipa::path(
     get, path = "/v1/events", operation_id = "stream_events", tag = "events",
     params(EventParams), responses(
-    (status = 200, description = "text/event-stream of events (or a WebSocket upgrade)")))]
+    (status = 200, description = "text/event-stream of events (or a WebSocket upgrade)"),
+    (status = 400, body = ErrorBody, description = "an unknown parameter, or ids that are not job ids")))]
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     QueryParams(params): QueryParams<EventParams>,

@@ -73,6 +73,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -146,7 +147,7 @@ pub async fn enqueue_batch(
 /// One job.
 #[utoipa::path(
     get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
-    params(("id" = String, Path)), responses(
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses(
     (status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(engine): State<Arc<Engine>>,
@@ -296,7 +297,7 @@ impl PageWriter {
 /// Cancel a job; a running job's worker is told to abort.
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
-    params(("id" = String, Path)), responses(
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses(
     (status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel(
     State(engine): State<Arc<Engine>>,
@@ -308,7 +309,7 @@ pub async fn cancel(
 /// Put a dead, cancelled or completed job back in its queue.
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")),
     request_body(content = Option<RetryRequest>), responses(
     (status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn retry(
@@ -323,7 +324,7 @@ pub async fn retry(
 /// Delete a job that is not running.
 #[utoipa::path(
     delete, path = "/v1/jobs/{id}", operation_id = "delete_job", tag = "jobs",
-    params(("id" = String, Path)), responses(
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses(
     (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(engine): State<Arc<Engine>>,
