@@ -20,6 +20,8 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
             .args(extra)
+            // The listen address is read from the text log.
+            .env_remove("ERRANDS_LOG_FORMAT")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
