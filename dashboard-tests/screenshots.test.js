@@ -1,13 +1,19 @@
 // Screenshots for the README (docs/dashboard-overview.png, docs/dashboard-job.png), taken on a
-// fresh server filled with a small, realistic workload.
+// fresh server filled with a small, realistic workload. A test run writes them to
+// SCREENSHOT_DIR (run.sh makes a temporary one), so it leaves the checkout as it was;
+// ERRANDS_REFRESH_DOCS_IMAGES=1 writes them over the README's images in docs/.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { client, jobInState, launch, openPage, server, TestWorker, textOf, until } from './helpers.js';
 
-const DOCS = process.env.SCREENSHOT_DIR ?? new URL('../docs/', import.meta.url).pathname;
+const OUT = process.env.ERRANDS_REFRESH_DOCS_IMAGES === '1'
+  ? new URL('../docs/', import.meta.url).pathname
+  : (process.env.SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), 'errands-screenshots-')));
 let srv;
 let api;
 let browser;
@@ -17,7 +23,7 @@ before(async () => {
   srv = await server({ own: true });
   api = client(srv.url);
   browser = await launch();
-  mkdirSync(DOCS, { recursive: true });
+  mkdirSync(OUT, { recursive: true });
 });
 
 after(async () => {
@@ -102,12 +108,15 @@ test('overview and job page screenshots', async () => {
   await page.locator('.job-title [data-state="completed"]').waitFor();
   await page.locator('.attempt').waitFor();
   await page.waitForTimeout(500); // let the progress bar's transition end
-  await page.screenshot({ path: `${DOCS}/dashboard-job.png`, fullPage: true });
+  await page.screenshot({ path: `${OUT}/dashboard-job.png`, fullPage: true });
 
   await page.goto(`${srv.url}/#/`);
   await page.locator('tr[data-queue="webhooks"] [data-paused="true"]').waitFor();
   await until(async () => (await page.locator('table.workers tbody tr').count()) === 2, { message: 'two workers' });
-  await page.screenshot({ path: `${DOCS}/dashboard-overview.png`, fullPage: true });
+  await page.screenshot({ path: `${OUT}/dashboard-overview.png`, fullPage: true });
   assert.deepEqual(page.problems, []);
+  for (const name of ['dashboard-job.png', 'dashboard-overview.png']) {
+    assert.ok(statSync(`${OUT}/${name}`).size > 10_000, `${name} is a real picture`);
+  }
   await page.context().close();
 });

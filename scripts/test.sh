@@ -7,6 +7,10 @@ root=$(pwd)
 # Where cargo puts binaries (CARGO_TARGET_DIR may move it).
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
+# What tracked files look like now: the tests must leave them so (screenshots included).
+tracked_files() { git status --porcelain=v1 --untracked-files=no 2>/dev/null; git diff --binary 2>/dev/null | sha256sum; }
+tracked_before=$(tracked_files)
+
 echo "== cargo fmt"
 cargo fmt --all -- --check
 
@@ -50,6 +54,9 @@ done
 ERRANDS_URL="http://127.0.0.1:$port" "$target/release/examples/quickstart" | tee "$scratch/quickstart.out"
 grep -q "result: cat.png.320px.webp" "$scratch/quickstart.out"
 
+echo "== the HTTP API against its OpenAPI document"
+bash scripts/api-contract.sh
+
 if [ -f python/ci.sh ]; then
   echo "== python"
   bash python/ci.sh
@@ -58,5 +65,11 @@ fi
 if [ -f dashboard-tests/run.sh ]; then
   echo "== dashboard in a real browser"
   bash dashboard-tests/run.sh
+fi
+echo "== tracked files are as they were"
+if [ "$(tracked_files)" != "$tracked_before" ]; then
+  echo "the tests changed tracked files:"
+  git status --short --untracked-files=no
+  exit 1
 fi
 echo "== all tests passed"

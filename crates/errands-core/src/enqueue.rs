@@ -35,40 +35,47 @@ pub const MAX_HEADER_VALUE_LEN: usize = 4096;
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Task name.
+    #[schema(min_length = 1, max_length = 200)]
     pub kind: String,
     /// Queue name (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub queue: Option<String>,
     /// Arguments, any JSON.
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
     pub args: Value,
     /// Higher runs first (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
     /// Seconds to wait before the job is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 3153600000.0)]
     pub delay: Option<f64>,
     /// When the job is due (instead of `delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
     /// Attempts before the job is dead (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_attempts: Option<u32>,
     /// Delay policy between attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
     /// Seconds one attempt may run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 3153600000.0)]
     pub timeout: Option<f64>,
     /// Deduplication key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 1024)]
     pub unique_key: Option<String>,
     /// Seconds after creation during which the key also matches finished jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 3153600000.0)]
     pub unique_for: Option<f64>,
     /// Seconds a completed or cancelled job is kept (default one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 3153600000.0)]
     pub retention: Option<f64>,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -22,7 +22,6 @@ pub struct Job {
     /// Task name; workers dispatch on it.
     pub kind: String,
     /// Arguments, any JSON.
-    #[schema(value_type = Object)]
     pub args: Value,
     /// Current state.
     pub state: JobState,
@@ -51,7 +50,6 @@ pub struct Job {
     /// Last progress the worker reported.
     pub progress: Option<Progress>,
     /// What the job returned.
-    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// Failed attempts, oldest first: the first and the nine latest, each with its type,
     /// message and traceback truncated (see `errands_core::lifecycle::capped_history`).
@@ -79,7 +77,6 @@ pub struct Progress {
     /// What the job is doing.
     pub message: Option<String>,
     /// Any JSON the job wants to expose.
-    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 

@@ -17,7 +17,7 @@ use errands_core::{Clock, Limits};
 use errands_store::Store;
 use tokio::net::TcpListener;
 
-pub use engine::{Engine, EngineOptions, EventLimits, WorkerLimits};
+pub use engine::{Engine, EngineOptions, EventLimits, MetricKind, WorkerLimits, METRICS};
 pub use error::EngineError;
 pub use http::HttpLimits;
 

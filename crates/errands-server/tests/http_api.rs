@@ -292,6 +292,18 @@ async fn retrying_a_cancelled_job_queues_it_again() {
     assert_eq!(s.job(&id).await["state"], "queued");
 }
 
+/// The document makes the retry body nullable (schemathesis sent `null`, and it was refused):
+/// `null` means the defaults, as no body does.
+#[tokio::test]
+async fn a_null_retry_body_means_the_defaults() {
+    let s = TestServer::start().await;
+    let id = s.enqueue(json!({"kind": "again"})).await;
+    s.post_empty(&format!("/v1/jobs/{id}/cancel")).await;
+    let (status, job) = s.post(&format!("/v1/jobs/{id}/retry"), &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["state"], "queued");
+}
+
 #[tokio::test]
 async fn deleted_job_is_gone() {
     let s = TestServer::start().await;

@@ -3,12 +3,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use errands_client::{Backoff, Client, EnqueueOptions, HandlerError, JobContext, JobState, Worker};
 use errands_core::SystemClock;
-use errands_server::{RunningServer, ServerConfig};
+use errands_server::{RunningServer, ServerConfig, METRICS};
 use errands_store_postgres::testing::TestDatabase;
 use serde_json::{json, Value};
 
@@ -145,6 +146,75 @@ async fn metrics_count_a_known_sequence_of_jobs() {
     ));
     assert!(sample(&text, "errands_workers_connected") >= 1.0);
     assert!(sample(&text, "errands_store_commit_seconds_count") > 0.0);
+}
+
+/// The metric families of an exposition: name to (`# TYPE` kind, `# HELP` text).
+fn families(metrics: &str) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let mut families: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families.entry(name.to_owned()).or_default().0 = Some(kind.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            families.entry(name.to_owned()).or_default().1 = Some(help.to_owned());
+        }
+    }
+    families
+}
+
+#[tokio::test]
+async fn every_exported_metric_has_help_text_from_the_table() {
+    let (server, client, _database) = server().await;
+    let queue = "metrics-help";
+    let worker = Worker::builder(client.clone())
+        .queues([queue])
+        .handle_raw("h", |_ctx: JobContext, args: Value| async move {
+            match args.as_str() {
+                Some("fail") => Err(HandlerError::permanent("Broken", "never works")),
+                _ => Ok(json!("done")),
+            }
+        })
+        .build();
+    tokio::spawn(worker.run());
+    for args in ["ok", "fail"] {
+        let id = client
+            .enqueue_raw("h", json!(args), EnqueueOptions::new().queue(queue))
+            .await
+            .unwrap()
+            .id;
+        client.wait(id, WAIT).await.unwrap();
+    }
+    let text = scrape(&server).await;
+    let families = families(&text);
+    // What the workload above makes every server export, at the least.
+    for name in [
+        "errands_jobs_enqueued_total",
+        "errands_jobs_completed_total",
+        "errands_jobs_dead_total",
+        "errands_job_run_seconds",
+        "errands_queue_jobs",
+        "errands_workers_connected",
+        "errands_store_commit_seconds",
+        "errands_event_subscribers",
+    ] {
+        assert!(
+            families.contains_key(name),
+            "{name} is not exported:\n{text}"
+        );
+    }
+    for (name, (kind, help)) in &families {
+        let (_, described, table_help) = METRICS
+            .iter()
+            .find(|(described, _, _)| described == name)
+            .unwrap_or_else(|| panic!("{name} is exported but not in METRICS"));
+        assert_eq!(kind.as_deref(), Some(described.as_str()), "{name}");
+        assert_eq!(
+            help.as_deref(),
+            Some(*table_help),
+            "{name} has no # HELP line"
+        );
+    }
 }
 
 #[tokio::test]

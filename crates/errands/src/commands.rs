@@ -20,7 +20,7 @@ pub struct Remote {
     url: String,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Options of `errands enqueue`.
@@ -74,19 +74,6 @@ pub struct JobsArgs {
     /// Most jobs to show.
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    #[command(flatten)]
-    remote: Remote,
-}
-
-/// Options of `errands check`.
-#[derive(Args)]
-pub struct CheckArgs {
-    /// Fail when a queue's oldest ready job is older than this, e.g. 5m.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    max_age: Option<std::time::Duration>,
-    /// Fail when no connected worker serves this queue (repeatable).
-    #[arg(long = "queue")]
-    queues: Vec<String>,
     #[command(flatten)]
     remote: Remote,
 }
@@ -263,53 +250,4 @@ pub async fn workers(remote: Remote) -> anyhow::Result<()> {
         .await?;
     remote.print(&reply, |r| table::workers(&r["workers"]));
     Ok(())
-}
-
-/// `errands check`: reachable, ready, no queue too old, every named queue served.
-pub async fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let remote = &args.remote;
-    remote
-        .call(remote.request(Method::GET, "/readyz"))
-        .await
-        .context("server is not ready")?;
-    let mut problems = Vec::new();
-    if let Some(max_age) = args.max_age {
-        let reply = remote
-            .call(remote.request(Method::GET, "/v1/queues"))
-            .await?;
-        for queue in reply["queues"].as_array().into_iter().flatten() {
-            if let Some(age) = queue["oldest_ready_age"].as_f64() {
-                if age > max_age.as_secs_f64() {
-                    problems.push(format!(
-                        "queue {}: oldest ready job is {age:.1}s old (limit {}s)",
-                        text(&queue["name"]),
-                        max_age.as_secs_f64()
-                    ));
-                }
-            }
-        }
-    }
-    if !args.queues.is_empty() {
-        let reply = remote
-            .call(remote.request(Method::GET, "/v1/workers"))
-            .await?;
-        let served: Vec<&str> = reply["workers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|w| w["capacity"].as_u64().unwrap_or(0) > 0)
-            .flat_map(|w| w["queues"].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .collect();
-        for queue in &args.queues {
-            if !served.contains(&queue.as_str()) {
-                problems.push(format!("queue {queue}: no connected worker serves it"));
-            }
-        }
-    }
-    if problems.is_empty() {
-        println!("ok");
-        return Ok(());
-    }
-    bail!("{}", problems.join("\n"))
 }

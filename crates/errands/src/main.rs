@@ -1,7 +1,9 @@
 //! `errands`: runs the job server, and talks to a running one from the command line.
 
+mod check;
 mod commands;
 mod cron;
+mod logging;
 mod serve;
 mod table;
 
@@ -36,7 +38,7 @@ enum Command {
     /// List connected workers.
     Workers(commands::Remote),
     /// Check the server for a probe: exits non-zero, saying why, when something is wrong.
-    Check(commands::CheckArgs),
+    Check(check::CheckArgs),
     /// Pause a queue: it accepts jobs and dispatches none.
     Pause(commands::QueueArgs),
     /// Resume a paused queue.
@@ -58,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Cancel(args) => commands::job_action(args, "cancel").await,
         Command::Retry(args) => commands::job_action(args, "retry").await,
         Command::Workers(remote) => commands::workers(remote).await,
-        Command::Check(args) => commands::check(args).await,
+        Command::Check(args) => check::check(args).await,
         Command::Pause(args) => commands::queue_action(args, "pause").await,
         Command::Resume(args) => commands::queue_action(args, "resume").await,
         Command::Cron(args) => cron::run(args).await,

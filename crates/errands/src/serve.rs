@@ -1,6 +1,5 @@
 //! `errands serve`.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +13,8 @@ use errands_store::sqlite::SqliteOptions;
 use errands_store::{SqliteStore, Store, SyncMode};
 use errands_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
+
+use crate::logging::{self, LogFormat};
 
 mod otlp;
 mod streams;
@@ -126,6 +127,9 @@ pub struct ServeArgs {
     /// localhost and the loopback addresses; repeat for several.
     #[arg(long, env = "ERRANDS_ALLOW_HOST", value_delimiter = ',')]
     allow_host: Vec<String>,
+    /// Log lines as human-readable text, or one JSON object per line (for log pipelines).
+    #[arg(long, env = "ERRANDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// How long dead jobs are kept, e.g. 30d.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     dead_retention: std::time::Duration,
@@ -143,13 +147,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = server_config(&args);
     // Before anything is opened: a setting that cannot work fails fast, saying which.
     config.check().map_err(anyhow::Error::msg)?;
-    tracing_subscriber::fmt()
-        // Colours only on a terminal: logs sent to a file or a collector stay plain text.
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    logging::init(args.log_format, Vec::new())?;
     let store_name = if args.memory {
         "memory".to_owned()
     } else {

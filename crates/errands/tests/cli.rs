@@ -20,6 +20,8 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
             .args(extra)
+            // The listen address is read from the text log.
+            .env_remove("ERRANDS_LOG_FORMAT")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -134,17 +136,105 @@ fn check_fails_saying_why() {
     let too_old = server.run(&["check", "--max-age", "0s"]);
     assert!(!too_old.status.success());
     assert!(String::from_utf8_lossy(&too_old.stderr).contains("oldest ready job"));
+    let unreachable = Command::new(BIN)
+        .args(["check", "--url", &unused_url()])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
+}
+
+/// A URL where nothing listens.
+fn unused_url() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let unreachable = Command::new(BIN)
-        .args(["check", "--url", &format!("http://127.0.0.1:{port}")])
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `errands check ... --json`: its exit code and the JSON it printed, which it prints whether
+/// the check passes or fails.
+fn check_json(server_url: &str, args: &[&str]) -> (bool, Value) {
+    let output = Command::new(BIN)
+        .arg("check")
+        .args(args)
+        .args(["--json", "--url", server_url])
+        .env_remove("ERRANDS_TOKEN")
         .output()
         .unwrap();
-    assert!(!unreachable.status.success());
-    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
+    let printed = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error}): {}", stdout(&output)));
+    (output.status.success(), printed)
+}
+
+/// A worker connection over the raw socket protocol, serving `queues` while it is kept.
+type WorkerSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn connect_worker(
+    runtime: &tokio::runtime::Runtime,
+    server_url: &str,
+    queues: &[&str],
+) -> WorkerSocket {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("{}/v1/worker", server_url.replacen("http", "ws", 1));
+    let hello = serde_json::json!({"type": "hello", "queues": queues, "capacity": 1});
+    runtime.block_on(async move {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        socket.send(Message::text(hello.to_string())).await.unwrap();
+        let welcome = socket.next().await.unwrap().unwrap();
+        assert!(welcome.to_text().unwrap().contains("welcome"), "{welcome}");
+        socket
+    })
+}
+
+#[test]
+fn check_with_queue_looks_at_that_queue_only() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::start(&[]);
+    // A backlog on a queue nobody serves, and a worker on `emails`, which has no jobs.
+    server.json(&["enqueue", "report", "--queue", "backlog"]);
+    let _worker = connect_worker(&runtime, &server.url, &["emails"]);
+
+    let (passed, scoped) = check_json(&server.url, &["--queue", "emails", "--max-age", "0s"]);
+    assert!(passed, "{scoped}");
+    assert_eq!(scoped, serde_json::json!({"ok": true, "problems": []}));
+
+    let (passed, everything) = check_json(&server.url, &["--max-age", "0s"]);
+    assert!(!passed);
+    assert_eq!(everything["ok"], false);
+    let problem = &everything["problems"][0];
+    assert_eq!(problem["reason"], "too_old");
+    assert_eq!(problem["queue"], "backlog");
+    assert_eq!(problem["max_age"], 0.0);
+    assert!(problem["oldest_ready_age"].as_f64().unwrap() > 0.0);
+    assert_eq!(everything["problems"].as_array().unwrap().len(), 1);
+
+    let (passed, both) = check_json(
+        &server.url,
+        &["--queue", "emails", "--queue", "backlog", "--max-age", "0s"],
+    );
+    assert!(!passed);
+    let reasons: Vec<(&str, &str)> = both["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["reason"].as_str().unwrap(), p["queue"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons, [("too_old", "backlog"), ("unserved", "backlog")]);
+}
+
+#[test]
+fn check_json_reports_an_unreachable_server() {
+    let (passed, printed) = check_json(&unused_url(), &[]);
+    assert!(!passed);
+    assert_eq!(printed["ok"], false);
+    assert_eq!(printed["problems"][0]["reason"], "unreachable");
+    let message = printed["problems"][0]["message"].as_str().unwrap();
+    assert!(message.contains("cannot reach"), "{message}");
 }
 
 #[test]

@@ -27,7 +27,9 @@ fn unknown(name: &str) -> ApiError {
 }
 
 /// Every cron schedule with its next fire times.
-#[utoipa::path(get, path = "/v1/cron", responses((status = 200, body = CronList)))]
+#[utoipa::path(
+    get, path = "/v1/cron", operation_id = "list_cron", tag = "cron",
+    responses((status = 200, body = CronList)))]
 pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<CronList>, ApiError> {
     Ok(Json(CronList {
         schedules: engine.list_cron().await?,
@@ -35,7 +37,9 @@ pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<CronList>, A
 }
 
 /// One cron schedule with its next fire times.
-#[utoipa::path(get, path = "/v1/cron/{name}", params(("name" = String, Path)), responses(
+#[utoipa::path(
+    get, path = "/v1/cron/{name}", operation_id = "get_cron", tag = "cron",
+    params(("name" = String, Path)), responses(
     (status = 200, body = CronEntry), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(engine): State<Arc<Engine>>,
@@ -47,7 +51,9 @@ pub async fn get(
 
 /// Create or replace a cron schedule. Re-declaring one with the same timing keeps its next
 /// fire time; leaving out `paused` keeps its paused state.
-#[utoipa::path(put, path = "/v1/cron/{name}", params(("name" = String, Path)),
+#[utoipa::path(
+    put, path = "/v1/cron/{name}", operation_id = "put_cron", tag = "cron",
+    params(("name" = String, Path)),
     request_body = CronSpec, responses(
     (status = 201, body = CronEntry, description = "created"),
     (status = 200, body = CronEntry, description = "replaced"),
@@ -67,7 +73,9 @@ pub async fn put(
 }
 
 /// Delete a cron schedule; jobs it already enqueued stay.
-#[utoipa::path(delete, path = "/v1/cron/{name}", params(("name" = String, Path)), responses(
+#[utoipa::path(
+    delete, path = "/v1/cron/{name}", operation_id = "delete_cron", tag = "cron",
+    params(("name" = String, Path)), responses(
     (status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(engine): State<Arc<Engine>>,
@@ -81,7 +89,9 @@ pub async fn delete(
 }
 
 /// Pause a cron schedule: it enqueues nothing until resumed.
-#[utoipa::path(post, path = "/v1/cron/{name}/pause", params(("name" = String, Path)),
+#[utoipa::path(
+    post, path = "/v1/cron/{name}/pause", operation_id = "pause_cron", tag = "cron",
+    params(("name" = String, Path)),
     responses((status = 200, body = CronEntry), (status = 404, body = ErrorBody)))]
 pub async fn pause(
     State(engine): State<Arc<Engine>>,
@@ -93,7 +103,9 @@ pub async fn pause(
 
 /// Resume a paused cron schedule from its next fire time after now (what passed while it was
 /// paused is not run).
-#[utoipa::path(post, path = "/v1/cron/{name}/resume", params(("name" = String, Path)),
+#[utoipa::path(
+    post, path = "/v1/cron/{name}/resume", operation_id = "resume_cron", tag = "cron",
+    params(("name" = String, Path)),
     responses((status = 200, body = CronEntry), (status = 404, body = ErrorBody)))]
 pub async fn resume(
     State(engine): State<Arc<Engine>>,
@@ -104,7 +116,9 @@ pub async fn resume(
 }
 
 /// Enqueue a cron schedule's job now, whatever its timing (paused or not).
-#[utoipa::path(post, path = "/v1/cron/{name}/trigger", params(("name" = String, Path)),
+#[utoipa::path(
+    post, path = "/v1/cron/{name}/trigger", operation_id = "trigger_cron", tag = "cron",
+    params(("name" = String, Path)),
     responses((status = 201, body = EnqueueResponse), (status = 404, body = ErrorBody)))]
 pub async fn trigger(
     State(engine): State<Arc<Engine>>,

@@ -20,12 +20,13 @@ use serde::Deserialize;
 use tokio::time::timeout;
 use utoipa::IntoParams;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
 use crate::engine::{Engine, EventFilter, Subscription, SubscriptionEnd};
 
 /// Which events to receive; all when nothing is given.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Comma-separated job ids.
@@ -64,8 +65,11 @@ fn parse_filter(params: EventParams) -> Result<EventFilter, ApiError> {
 }
 
 /// Streams job state changes and progress; a WebSocket when asked to upgrade, else SSE.
-#[utoipa::path(get, path = "/v1/events", params(EventParams), responses(
-    (status = 200, description = "text/event-stream of events (or a WebSocket upgrade)")))]
+#[utoipa::path(
+    get, path = "/v1/events", operation_id = "stream_events", tag = "events",
+    params(EventParams), responses(
+    (status = 200, description = "text/event-stream of events (or a WebSocket upgrade)"),
+    (status = 400, body = ErrorBody, description = "an unknown parameter, or ids that are not job ids")))]
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     QueryParams(params): QueryParams<EventParams>,

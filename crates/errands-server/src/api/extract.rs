@@ -181,7 +181,8 @@ fn known_path(path: &serde_path_to_error::Path) -> String {
     field
 }
 
-/// An optional JSON body: empty means the default.
+/// An optional JSON body: empty, or `null` (what the document's nullable body allows),
+/// means the default.
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
@@ -192,7 +193,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        Ok(parse_json(&bytes).map(OptionalJsonBody)?)
+        let parsed: Option<T> = parse_json(&bytes)?;
+        Ok(OptionalJsonBody(parsed.unwrap_or_default()))
     }
 }
 

@@ -58,6 +58,7 @@ pub struct BatchResponse {
 
 /// Filters and paging for the job list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this queue.
@@ -69,8 +70,10 @@ pub struct ListParams {
     /// Only jobs with this tag.
     pub tag: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -93,7 +96,9 @@ pub struct RetryRequest {
 }
 
 /// Enqueue one job.
-#[utoipa::path(post, path = "/v1/jobs", request_body = EnqueueRequest, responses(
+#[utoipa::path(
+    post, path = "/v1/jobs", operation_id = "enqueue_job", tag = "jobs",
+    request_body = EnqueueRequest, responses(
     (status = 201, body = EnqueueResponse, description = "stored"),
     (status = 200, body = EnqueueResponse, description = "a unique key matched an existing job"),
     (status = 400, body = ErrorBody)))]
@@ -118,7 +123,9 @@ pub async fn enqueue(
 }
 
 /// Enqueue many jobs in one transaction: all or none.
-#[utoipa::path(post, path = "/v1/jobs/batch", request_body = BatchRequest, responses(
+#[utoipa::path(
+    post, path = "/v1/jobs/batch", operation_id = "enqueue_jobs", tag = "jobs",
+    request_body = BatchRequest, responses(
     (status = 201, body = BatchResponse), (status = 400, body = ErrorBody)))]
 pub async fn enqueue_batch(
     State(engine): State<Arc<Engine>>,
@@ -138,7 +145,9 @@ pub async fn enqueue_batch(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)), responses(
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses(
     (status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(engine): State<Arc<Engine>>,
@@ -161,7 +170,9 @@ pub struct ListBudget(pub usize);
 
 /// List jobs, newest first. A page holds at most `limit` jobs and at most the server's byte
 /// budget for a page (8 MiB by default); either way `next_cursor` continues it.
-#[utoipa::path(get, path = "/v1/jobs", params(ListParams), responses(
+#[utoipa::path(
+    get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs",
+    params(ListParams), responses(
     (status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(engine): State<Arc<Engine>>,
@@ -284,7 +295,9 @@ impl PageWriter {
 }
 
 /// Cancel a job; a running job's worker is told to abort.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path)), responses(
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses(
     (status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel(
     State(engine): State<Arc<Engine>>,
@@ -294,7 +307,9 @@ pub async fn cancel(
 }
 
 /// Put a dead, cancelled or completed job back in its queue.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", params(("id" = String, Path)),
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")),
     request_body(content = Option<RetryRequest>), responses(
     (status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn retry(
@@ -307,7 +322,9 @@ pub async fn retry(
 }
 
 /// Delete a job that is not running.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", params(("id" = String, Path)), responses(
+#[utoipa::path(
+    delete, path = "/v1/jobs/{id}", operation_id = "delete_job", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses(
     (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(engine): State<Arc<Engine>>,

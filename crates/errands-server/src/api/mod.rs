@@ -9,6 +9,7 @@ mod guard;
 pub mod health;
 pub mod jobs;
 mod json_errors;
+mod openapi;
 pub mod queues;
 pub mod workers;
 
@@ -16,8 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{middleware, Extension, Json, Router};
-use utoipa::OpenApi;
+use axum::{middleware, Extension, Router};
 
 use crate::engine::Engine;
 use crate::worker;
@@ -26,37 +26,7 @@ pub use error::ApiError;
 pub use extract::{parse_json, BodyRules};
 pub use guard::{OriginError, Origins, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use jobs::ListBudget;
-
-/// The OpenAPI document, generated from the handlers and types.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "errands", description = "Background-job server: HTTP API. The worker socket is described in docs/protocol.md."),
-    paths(
-        jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
-        jobs::delete, queues::list, queues::pause, queues::resume, events::events, workers::list,
-        health::healthz, health::readyz, health::metrics,
-        cron::list, cron::get, cron::put, cron::delete, cron::pause, cron::resume, cron::trigger
-    ),
-    modifiers(&BearerAuth)
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
-}
+pub use openapi::ApiDoc;
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
@@ -105,7 +75,7 @@ pub fn router(engine: Arc<Engine>, config: ApiConfig) -> Router {
         .route("/v1/workers", get(workers::list))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             config.token,

@@ -21,7 +21,9 @@ pub struct QueueList {
 }
 
 /// Every queue with counts by state and the oldest ready job's age.
-#[utoipa::path(get, path = "/v1/queues", responses((status = 200, body = QueueList)))]
+#[utoipa::path(
+    get, path = "/v1/queues", operation_id = "list_queues", tag = "queues",
+    responses((status = 200, body = QueueList)))]
 pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<QueueList>, ApiError> {
     Ok(Json(QueueList {
         queues: engine.queues().await?,
@@ -29,7 +31,9 @@ pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<QueueList>, 
 }
 
 /// Pause a queue: it accepts jobs and dispatches none.
-#[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path)),
+#[utoipa::path(
+    post, path = "/v1/queues/{name}/pause", operation_id = "pause_queue", tag = "queues",
+    params(("name" = String, Path)),
     responses((status = 200, body = QueueInfo), (status = 400, body = ErrorBody)))]
 pub async fn pause(
     State(engine): State<Arc<Engine>>,
@@ -40,7 +44,9 @@ pub async fn pause(
 }
 
 /// Resume a paused queue.
-#[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path)),
+#[utoipa::path(
+    post, path = "/v1/queues/{name}/resume", operation_id = "resume_queue", tag = "queues",
+    params(("name" = String, Path)),
     responses((status = 200, body = QueueInfo), (status = 400, body = ErrorBody)))]
 pub async fn resume(
     State(engine): State<Arc<Engine>>,

@@ -19,7 +19,9 @@ pub struct WorkerList {
 
 /// Every connected worker, on every node: name, host, pid, SDK, queues, capacity, running
 /// jobs, times, and the node it is connected to.
-#[utoipa::path(get, path = "/v1/workers", responses((status = 200, body = WorkerList)))]
+#[utoipa::path(
+    get, path = "/v1/workers", operation_id = "list_workers", tag = "workers",
+    responses((status = 200, body = WorkerList)))]
 pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<WorkerList>, ApiError> {
     Ok(Json(WorkerList {
         workers: engine.all_workers().await?,

@@ -82,8 +82,8 @@ impl Engine {
             if !cron.job.created {
                 continue;
             }
-            tracing::debug!(cron = %cron.name, fire_time = %cron.fire_time, id = %cron.job.id,
-                "cron schedule fired");
+            tracing::debug!(cron = %cron.name, fire_time = %cron.fire_time, job_id = %cron.job.id,
+                queue = %cron.queue, kind = %cron.kind, "cron schedule fired");
             telemetry::enqueued(&cron.queue, &cron.kind, 1);
             self.publish_state(cron.job.id, &cron.queue, &cron.kind, cron.job.state, 0);
             queues.insert(cron.queue.as_str());

@@ -38,6 +38,7 @@ pub use node::run_lease_loop;
 pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
 pub use reports::WorkerReport;
 pub use signals::QueueSignals;
+pub use telemetry::{MetricKind, METRICS};
 
 use crate::error::EngineError;
 use names::JobNames;
@@ -423,7 +424,7 @@ impl Engine {
     pub async fn worker_lost(&self, worker_id: &str) -> Result<Vec<ReleasedJob>, EngineError> {
         let released = self.store.release_worker(worker_id, self.now()).await?;
         for job in &released {
-            self.after_release(job);
+            self.after_release(job, "its worker was lost");
         }
         Ok(released)
     }
@@ -446,15 +447,23 @@ impl Engine {
         self.wake_queues(promoted.iter().map(|job| job.queue.as_str()));
         for job in self.store.expire_deadlines(now).await? {
             self.abort(&job.worker_id, job.id, CancelReason::Timeout);
-            self.after_release(&job);
+            self.after_release(&job, "it timed out");
         }
         while self.store.purge_expired(now).await? > 0 {}
         Ok(self.store.next_wakeup().await?)
     }
 
-    /// After the server took a job from its worker: publish and wake whoever is next.
-    fn after_release(&self, job: &ReleasedJob) {
-        telemetry::failed(&job.queue, &job.kind, job.state);
+    /// After the server took a job from its worker (`how`, for the log): publish and wake
+    /// whoever is next.
+    fn after_release(&self, job: &ReleasedJob, how: &str) {
+        let ended = telemetry::AttemptEnd {
+            id: job.id,
+            queue: &job.queue,
+            kind: &job.kind,
+            attempt: job.attempt,
+            state: job.state,
+        };
+        telemetry::failed(ended, how);
         self.publish_state(job.id, &job.queue, &job.kind, job.state, job.attempt);
         self.wake_after_failure(&job.queue, job.state);
     }

@@ -161,7 +161,7 @@ impl Engine {
             );
         }
         for job in &released {
-            self.after_release(job);
+            self.after_release(job, "its server node stopped");
         }
         Ok(())
     }

@@ -90,6 +90,8 @@ impl Engine {
     ) {
         match reported {
             Reported::Completed(job) => {
+                tracing::debug!(job_id = %job.id, queue = %job.queue, kind = %job.kind,
+                    attempt = job.attempt, "job completed");
                 telemetry::completed(&job, now);
                 let attempt = Attempt {
                     id: job.id.to_string(),

@@ -373,7 +373,7 @@ impl Session {
     fn log_failures(&self, outcomes: &[(JobId, Result<(), EngineError>)]) {
         for (id, outcome) in outcomes {
             if let Err(error) = outcome {
-                tracing::debug!(worker_id = self.worker_id, %id, %error, "report not applied");
+                tracing::debug!(worker_id = self.worker_id, job_id = %id, %error, "report not applied");
             }
         }
     }

@@ -81,7 +81,7 @@ async fn apply_until_written(
         for (report, (id, outcome)) in reports.into_iter().zip(outcomes) {
             match outcome {
                 Err(EngineError::Store(StoreError::Transient(error))) if !engine.is_closing() => {
-                    tracing::warn!(worker_id, %id, error, "report not written yet; trying again");
+                    tracing::warn!(worker_id, job_id = %id, error, "report not written yet; trying again");
                     again.push(report);
                 }
                 outcome => settled.push((id, outcome)),
