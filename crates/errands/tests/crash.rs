@@ -1,6 +1,7 @@
 //! Crash safety of the real binary: a job whose enqueue was acknowledged survives a SIGKILL of
-//! `errands serve --sync full` and is delivered after the restart, and a job that was running
-//! when the server died is handed out again.
+//! `errands serve --sync full` and is delivered after the restart, a job that was running
+//! when the server died is handed out again, and cycles of SIGKILLs of the server and abrupt
+//! deaths of workers under load lose no acknowledged job.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -156,7 +157,8 @@ async fn enqueue_round(
     task: usize,
     round: usize,
 ) -> reqwest::Result<Vec<String>> {
-    let job = |n: usize| json!({"kind": "crash.test", "queue": QUEUE, "args": [task, round, n]});
+    // Attempts to spare: in the kill cycles a job may lose its worker or server several times.
+    let job = |n: usize| json!({"kind": "crash.test", "queue": QUEUE, "args": [task, round, n], "max_attempts": 50});
     if round % 2 == 1 {
         let jobs: Vec<Value> = (0..BATCH).map(job).collect();
         let response = http
@@ -446,4 +448,185 @@ async fn a_job_running_when_the_server_is_sigkilled_is_delivered_again_after_res
         assert!(Instant::now() < deadline, "never completed: {job}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Kill cycles: server SIGKILLs and worker deaths while enqueuers and workers run.
+const CYCLES: usize = 10;
+/// Jobs acknowledged in each cycle before a worker dies, and again before the server does.
+const ACKED_PER_STEP: usize = 300;
+/// Workers running through the cycles.
+const CYCLE_WORKERS: usize = 3;
+
+/// What the kill cycles share: the current server's URL, the acknowledged ids, and how often
+/// each job was delivered.
+#[derive(Clone)]
+struct Cycling {
+    url: watch::Receiver<String>,
+    acked: Arc<Mutex<HashSet<String>>>,
+    acked_count: Arc<watch::Sender<usize>>,
+    deliveries: Arc<Mutex<HashMap<String, u32>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Cycling {
+    /// Waits for the next server after this one died.
+    async fn next_server(&mut self) {
+        // An error means the test is over (the sender is gone).
+        let _ = self.url.changed().await;
+    }
+
+    async fn acked_at_least(&self, n: usize) {
+        let mut count = self.acked_count.subscribe();
+        timeout(WAIT, count.wait_for(|acked| *acked >= n))
+            .await
+            .expect("enqueues stalled")
+            .unwrap();
+    }
+}
+
+/// Enqueues until stopped; a request the dying server never answered is simply not counted.
+async fn enqueue_through_kills(mut cycling: Cycling, task: usize) {
+    let http = reqwest::Client::new();
+    for round in 0.. {
+        if cycling.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let url = cycling.url.borrow_and_update().clone();
+        match enqueue_round(&http, &url, task, round).await {
+            Ok(ids) => {
+                let n = ids.len();
+                cycling.acked.lock().unwrap().extend(ids);
+                cycling.acked_count.send_modify(|count| *count += n);
+            }
+            Err(_) => cycling.next_server().await,
+        }
+    }
+}
+
+/// A worker that completes what it gets, follows the server through restarts, and dies (drops
+/// its socket with jobs in hand, as a killed process does) whenever `die` is notified.
+async fn work_through_kills(mut cycling: Cycling, die: Arc<tokio::sync::Notify>) {
+    loop {
+        let url = cycling.url.borrow_and_update().clone();
+        let worker_url = format!("{}/v1/worker", url.replace("http://", "ws://"));
+        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&worker_url).await else {
+            cycling.next_server().await;
+            continue;
+        };
+        let hello = json!({"type": "hello", "queues": [QUEUE], "capacity": 20});
+        if socket.send(Message::text(hello.to_string())).await.is_err() {
+            continue;
+        }
+        loop {
+            let frame = tokio::select! {
+                frame = socket.next() => frame,
+                () = die.notified() => break,
+            };
+            let Some(Ok(frame)) = frame else {
+                break; // the server died: reconnect to the next one
+            };
+            let Some(message) = parse(frame) else {
+                continue;
+            };
+            if message["type"] != "job" {
+                continue;
+            }
+            let id = message["id"].as_str().unwrap().to_owned();
+            *cycling
+                .deliveries
+                .lock()
+                .unwrap()
+                .entry(id.clone())
+                .or_default() += 1;
+            let complete = json!({"type": "complete", "id": id, "result": null});
+            if socket
+                .send(Message::text(complete.to_string()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        if cycling.stop.load(Ordering::SeqCst) && cycling.url.has_changed().is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_cycles_of_server_and_workers_under_load_lose_no_acknowledged_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("e.db");
+    let http = reqwest::Client::new();
+    let mut server = Server::start(&db).await;
+    let (url_tx, url) = watch::channel(server.url.clone());
+    let cycling = Cycling {
+        url,
+        acked: Arc::default(),
+        acked_count: Arc::new(watch::channel(0).0),
+        deliveries: Arc::default(),
+        stop: Arc::default(),
+    };
+    let enqueuers: Vec<_> = (0..ENQUEUERS)
+        .map(|task| tokio::spawn(enqueue_through_kills(cycling.clone(), task)))
+        .collect();
+    let deaths: Vec<_> = (0..CYCLE_WORKERS)
+        .map(|_| Arc::new(tokio::sync::Notify::new()))
+        .collect();
+    let workers: Vec<_> = deaths
+        .iter()
+        .map(|die| tokio::spawn(work_through_kills(cycling.clone(), die.clone())))
+        .collect();
+
+    let mut target = 0;
+    for cycle in 0..CYCLES {
+        target += ACKED_PER_STEP;
+        cycling.acked_at_least(target).await;
+        deaths[cycle % CYCLE_WORKERS].notify_one();
+        target += ACKED_PER_STEP;
+        cycling.acked_at_least(target).await;
+        server.kill();
+        server = Server::start(&db).await;
+        url_tx.send(server.url.clone()).unwrap();
+    }
+    cycling.stop.store(true, Ordering::SeqCst);
+    for enqueuer in enqueuers {
+        timeout(WAIT, enqueuer).await.unwrap().unwrap();
+    }
+
+    let acked = cycling.acked.lock().unwrap().clone();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let jobs = server.jobs_in(&http, QUEUE).await;
+        let missing = acked.iter().filter(|id| !jobs.contains_key(*id)).count();
+        assert_eq!(missing, 0, "acknowledged jobs were lost");
+        let unfinished: Vec<&Value> = acked
+            .iter()
+            .map(|id| &jobs[id])
+            .filter(|job| job["state"] != "completed")
+            .collect();
+        if unfinished.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged jobs never completed, e.g. {}",
+            unfinished.len(),
+            unfinished[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(url_tx);
+    for worker in workers {
+        worker.abort();
+    }
+    let deliveries = cycling.deliveries.lock().unwrap();
+    let twice = deliveries.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "{CYCLES} cycles: {} jobs acknowledged, all completed; {} delivered more than once \
+         ({:.2} %, as at-least-once allows)",
+        acked.len(),
+        twice,
+        100.0 * twice as f64 / acked.len() as f64
+    );
 }
