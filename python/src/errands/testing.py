@@ -130,6 +130,8 @@ def _start(
 ) -> ServerHandle:
     env = dict(os.environ)
     env.pop("ERRANDS_TOKEN", None)  # the server reads it too; only --token decides here
+    # The bound address is read from the server's text log, whatever format the user exports.
+    env["ERRANDS_LOG_FORMAT"] = "text"
     # The line that names the bound address is logged at info level; keep it visible.
     env["RUST_LOG"] = f"{env['RUST_LOG']},errands::serve=info" if env.get("RUST_LOG") else "info"
     log = tempfile.NamedTemporaryFile(prefix="errands-server-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
