@@ -264,3 +264,28 @@ async fn connected_workers_are_listed_with_what_they_hold() {
     assert_eq!(worker["sdk"], "errands-rust");
     assert!(worker["connected_at"].is_string() && worker["last_seen"].is_string());
 }
+
+#[tokio::test]
+async fn gauges_of_a_queue_that_is_gone_leave_the_output() {
+    let (server, client, _database) = server().await;
+    let queue = "metrics-short-lived";
+    let options = EnqueueOptions::new()
+        .queue(queue)
+        .delay(Duration::from_secs(3600));
+    let handle = client.enqueue_raw("m", json!(null), options).await.unwrap();
+    let series = format!("errands_queue_jobs{{queue=\"{queue}\",state=\"scheduled\"}}");
+    assert_eq!(sample(&scrape(&server).await, &series), 1.0);
+    client.delete(handle.id).await.unwrap();
+    // The exporter drops a gauge two seconds after it was last set: scrape until it is gone.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let is_queue_gauge = |line: &str| {
+        line.starts_with("errands_queue_") && line.contains(&format!("queue=\"{queue}\""))
+    };
+    while scrape(&server).await.lines().any(is_queue_gauge) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted queue's gauges are still scraped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -4,12 +4,14 @@
 //! them.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use errands_core::{Job, JobId, JobState};
 use errands_store::{CompletedJob, QueueInfo};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 /// Buckets for durations in seconds: 1 ms to 1 hour.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -156,14 +158,20 @@ fn describe_all() {
     }
 }
 
+/// Every gauge is set by [`snapshot`] just before each scrape is rendered, so one left unset
+/// this long describes a queue that no longer exists: the exporter drops it from the output.
+const STALE_GAUGE: Duration = Duration::from_secs(2);
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
+        let builder =
+            || PrometheusBuilder::new().idle_timeout(MetricKindMask::GAUGE, Some(STALE_GAUGE));
+        let recorder = builder()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
             .map(|builder| builder.build_recorder())
-            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            .unwrap_or_else(|_| builder().build_recorder());
         let handle = recorder.handle();
         // Another recorder may be installed already (an embedding application's); then ours
         // only renders what it sees, which is nothing, rather than failing the server.
