@@ -93,13 +93,19 @@ impl ServerConfig {
                 self.limits.max_args_bytes, self.max_body_bytes
             ));
         }
-        if self.http.max_connections == 0 {
-            return refuse("--max-connections must be at least 1".into());
+        let counts = [
+            ("--max-connections", self.http.max_connections),
+            ("--worker-outbound-messages", self.worker.outbound_messages),
+            ("--event-buffer-events", self.events.subscriber_events),
+        ];
+        if let Some((flag, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return refuse(format!("{flag} must be at least 1"));
         }
         let timeouts = [
             ("--header-timeout", self.http.header_timeout),
             ("--body-timeout", self.http.body_timeout),
             ("--write-timeout", self.http.write_timeout),
+            ("--worker-hello-timeout", self.worker.hello_timeout),
         ];
         if let Some((flag, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
             return refuse(format!("{flag} must be longer than zero"));

@@ -312,3 +312,43 @@ fn cron_schedules_from_the_command_line() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
+
+#[test]
+fn stream_bounds_of_zero_are_refused_naming_the_flag() {
+    for (flag, value) in [
+        ("--worker-hello-timeout", "0s"),
+        ("--worker-outbound-messages", "0"),
+        ("--event-buffer-events", "0"),
+    ] {
+        let output = Command::new(BIN)
+            .args(["serve", "--memory", "--listen", "127.0.0.1:0", flag, value])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
+}
+
+#[test]
+fn a_worker_that_never_says_hello_is_closed_after_the_hello_timeout() {
+    use std::io::Read;
+    let server = Server::start(&["--worker-hello-timeout", "200ms"]);
+    let address = server.url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    // A bounded wait: a server that kept the socket would fail the read with a timeout.
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let upgrade = format!(
+        "GET /v1/worker HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    std::io::Write::write_all(&mut socket, upgrade.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let read = socket.read_to_end(&mut received);
+    assert!(read.is_ok(), "the socket stayed open: {read:?}");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains("no hello within"), "{text}");
+}

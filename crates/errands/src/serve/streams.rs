@@ -9,6 +9,9 @@ use errands_server::{EventLimits, WorkerLimits};
 /// Timeouts and bounds of worker sockets and event subscribers.
 #[derive(Args, Clone, Debug)]
 pub struct StreamArgs {
+    /// How long a new worker connection may take to say hello.
+    #[arg(long, env = "ERRANDS_WORKER_HELLO_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    worker_hello_timeout: Duration,
     /// How often the server pings each worker.
     #[arg(long, env = "ERRANDS_WORKER_PING_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     worker_ping_interval: Duration,
@@ -22,6 +25,10 @@ pub struct StreamArgs {
     /// Bytes of job frames waiting for one worker before the server holds further jobs back.
     #[arg(long, env = "ERRANDS_WORKER_OUTBOUND_BYTES", default_value_t = WorkerLimits::default().outbound_bytes)]
     worker_outbound_bytes: usize,
+    /// Messages other than jobs (errors, cancels, pings) waiting for one worker; one more cuts
+    /// it off, as it is not reading.
+    #[arg(long, env = "ERRANDS_WORKER_OUTBOUND_MESSAGES", default_value_t = WorkerLimits::default().outbound_messages)]
+    worker_outbound_messages: usize,
     /// Most queues one worker's hello may name.
     #[arg(long, env = "ERRANDS_MAX_WORKER_QUEUES", default_value_t = WorkerLimits::default().max_queues)]
     max_worker_queues: usize,
@@ -31,6 +38,9 @@ pub struct StreamArgs {
     /// Bytes of events waiting for one /v1/events subscriber before it is cut off.
     #[arg(long, env = "ERRANDS_EVENT_BUFFER_BYTES", default_value_t = EventLimits::default().subscriber_bytes)]
     event_buffer_bytes: usize,
+    /// Events waiting for one /v1/events subscriber before it is cut off.
+    #[arg(long, env = "ERRANDS_EVENT_BUFFER_EVENTS", default_value_t = EventLimits::default().subscriber_events)]
+    event_buffer_events: usize,
     /// Bytes of events waiting for all subscribers together; past it, the one furthest behind
     /// is cut off.
     #[arg(long, env = "ERRANDS_EVENT_BUFFER_TOTAL_BYTES", default_value_t = EventLimits::default().total_bytes)]
@@ -45,10 +55,12 @@ impl StreamArgs {
     /// The worker socket's settings.
     pub fn worker(&self) -> WorkerLimits {
         WorkerLimits {
+            hello_timeout: self.worker_hello_timeout,
             ping_every: self.worker_ping_interval,
             silence_limit: self.worker_silence_timeout,
             write_timeout: self.worker_write_timeout,
             outbound_bytes: self.worker_outbound_bytes,
+            outbound_messages: self.worker_outbound_messages,
             max_queues: self.max_worker_queues,
             max_progress_data_bytes: self.max_progress_data_bytes,
             ..WorkerLimits::default()
@@ -59,6 +71,7 @@ impl StreamArgs {
     pub fn events(&self) -> EventLimits {
         EventLimits {
             subscriber_bytes: self.event_buffer_bytes,
+            subscriber_events: self.event_buffer_events,
             total_bytes: self.event_buffer_total_bytes,
             write_timeout: self.event_write_timeout,
             ..EventLimits::default()
