@@ -63,7 +63,6 @@ impl StreamArgs {
             outbound_messages: self.worker_outbound_messages,
             max_queues: self.max_worker_queues,
             max_progress_data_bytes: self.max_progress_data_bytes,
-            ..WorkerLimits::default()
         }
     }
 
@@ -74,7 +73,6 @@ impl StreamArgs {
             subscriber_events: self.event_buffer_events,
             total_bytes: self.event_buffer_total_bytes,
             write_timeout: self.event_write_timeout,
-            ..EventLimits::default()
         }
     }
 }
