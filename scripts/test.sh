@@ -51,4 +51,5 @@ if [ -f dashboard-tests/run.sh ]; then
   echo "== dashboard in a real browser"
   bash dashboard-tests/run.sh
 fi
+echo "== fuzz targets, a bounded run each" && bash scripts/fuzz.sh
 echo "== all tests passed"
