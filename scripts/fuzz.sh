@@ -37,9 +37,10 @@ for target in $targets; do
   if ! cargo fuzz run --sanitizer none "$target" "$scratch/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -timeout="$input_timeout" -print_final_stats=1 \
     >"$scratch/$target.log" 2>&1; then
-    # The log has the panic message, the input as bytes and base64, and the artifact's path
-    # under fuzz/artifacts/ to replay with `cargo fuzz run --sanitizer none TARGET FILE`.
-    tail -n 60 "$scratch/$target.log"
+    # The panic message, then the input (bytes and base64) and the artifact's path under
+    # fuzz/artifacts/ to replay with `cargo fuzz run --sanitizer none TARGET FILE`.
+    sed -n '/panicked at/,/stack backtrace/p' "$scratch/$target.log"
+    tail -n 30 "$scratch/$target.log"
     failed+=("$target")
   else
     grep -E '^(Done|stat::number_of_executed_units)' "$scratch/$target.log" || true
