@@ -66,6 +66,8 @@ if [ -f dashboard-tests/run.sh ]; then
   echo "== dashboard in a real browser"
   bash dashboard-tests/run.sh
 fi
+echo "== fuzz targets, a bounded run each"
+bash scripts/fuzz.sh
 echo "== tracked files are as they were"
 if [ "$(tracked_files)" != "$tracked_before" ]; then
   echo "the tests changed tracked files:"

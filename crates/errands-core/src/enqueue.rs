@@ -542,6 +542,21 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_args_are_kept_exactly() {
+        // serde_json's default float parser can land one ulp off the nearest f64; the stored
+        // args then differ from what the client sent (found by fuzz/enqueue_request).
+        let sent = [
+            "7.7777777e+91",
+            "2.2250738585072011e-308",
+            "0.30000000000000004",
+        ];
+        let job = validate(&format!(r#"{{"kind":"a","args":[{}]}}"#, sent.join(","))).unwrap();
+        let stored: Vec<f64> = serde_json::from_str(&job.args).unwrap();
+        let exact: Vec<f64> = sent.iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(stored, exact);
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<EnqueueRequest>(r#"{"kind":"a","qeue":"x"}"#).is_err());
     }
