@@ -3,10 +3,13 @@
 //! when the server died is handed out again, and cycles of SIGKILLs of the server and abrupt
 //! deaths of workers under load lose no acknowledged job.
 
+#[path = "support/server.rs"]
+#[allow(dead_code)] // Shared with the other tests that start servers; this one uses part.
+mod server;
+
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +22,8 @@ use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use server::{free_port, ServerProcess};
+
 /// Acknowledged jobs to collect before the kill.
 const ACKED_BEFORE_KILL: usize = 2000;
 /// Concurrent enqueuers.
@@ -30,74 +35,35 @@ const QUEUE: &str = "crash";
 /// Longest wait for any one condition.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A `errands serve` process on a database file. Killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    addr: String,
-    log: PathBuf,
+/// A `errands serve --sync full` process on a database file. Killed (SIGKILL) when dropped.
+struct Server(ServerProcess);
+
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.0
+    }
 }
 
 impl Server {
     /// Starts `errands serve --db <db> --sync full` on a free port and waits until it answers
     /// `/healthz`.
     async fn start(db: &Path) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = db.with_extension(format!("{}.log", addr.replace([':', '.'], "_")));
-        let out = File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_errands"))
-            .args(["serve", "--listen", &addr, "--sync", "full", "--db"])
-            .arg(db)
-            .env_remove("ERRANDS_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut server = Self {
-            child,
-            url: format!("http://{addr}"),
-            addr,
-            log,
-        };
-        server.wait_healthy().await;
-        server
-    }
-
-    /// Polls `/healthz` (a bounded loop of short waits) until the server answers.
-    async fn wait_healthy(&mut self) {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("errands serve exited with {status}:\n{}", self.log_text());
-            }
-            if let Ok(response) = http.get(format!("{}/healthz", self.url)).send().await {
-                if response.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "errands serve did not become healthy:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown hooks, no flushing, the process just stops.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn worker_url(&self) -> String {
-        format!("ws://{}/v1/worker", self.addr)
+        let log = db.with_extension(format!("{}.log", free_port()));
+        let args = [
+            OsStr::new("--sync"),
+            OsStr::new("full"),
+            OsStr::new("--db"),
+            db.as_os_str(),
+        ];
+        Self(ServerProcess::start(None, &args, log).await)
     }
 
     /// Every job in `queue`, by id, following the list's cursor to the last page.
@@ -124,22 +90,6 @@ impl Server {
         let url = format!("{}/v1/jobs/{id}", self.url);
         ok_json(http.get(url).send().await.unwrap()).await
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn ok_json(response: reqwest::Response) -> Value {

@@ -9,13 +9,15 @@
 #[allow(dead_code)] // Helpers shared with multinode.rs; this test uses a few.
 mod cluster;
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use cluster::{free_port, RawWorker, WAIT};
+use cluster::server::ServerProcess;
+use cluster::{RawWorker, WAIT};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -71,30 +73,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// Starts `errands serve --sync full` on `db`, logging to `log`; returns the process, its
-/// URL and its address once it answers.
-async fn start_server(db: &Path, log: &Path) -> (Child, String, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let out = File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_errands"))
-        .args(["serve", "--listen", &addr, "--sync", "full", "--db"])
-        .arg(db)
-        .env_remove("ERRANDS_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let url = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + WAIT;
-    while http.get(format!("{url}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (child, url, addr)
-}
-
 async fn enqueue(http: &reqwest::Client, url: &str, n: usize) -> (u16, Value) {
     let job =
         json!({"kind": "full", "queue": "full", "args": {"n": n, "pad": "x".repeat(ARGS_BYTES)}});
@@ -142,8 +120,15 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     // The log lives off the small disk, so the server can say what went wrong.
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("server.log");
-    let (mut child, url, addr) = start_server(&disk.path().join("errands.db"), &log).await;
-    let http = reqwest::Client::new();
+    let db = disk.path().join("errands.db");
+    let args = [
+        OsStr::new("--sync"),
+        OsStr::new("full"),
+        OsStr::new("--db"),
+        db.as_os_str(),
+    ];
+    let mut server = ServerProcess::start(None, &args, log.clone()).await;
+    let (http, url) = (reqwest::Client::new(), server.url.clone());
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let mut acked = Vec::new();
@@ -152,8 +137,7 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         assert_eq!(status, 201, "{body}");
         acked.push(body["id"].as_str().unwrap().to_owned());
     }
-    let socket = format!("ws://{addr}/v1/worker");
-    let mut worker = RawWorker::connect_url(&socket, &["full"], HELD as u32).await;
+    let mut worker = RawWorker::connect_url(&server.worker_url(), &["full"], HELD as u32).await;
     let mut held = Vec::new();
     for _ in 0..HELD {
         held.push(worker.recv_job().await["id"].as_str().unwrap().to_owned());
@@ -207,9 +191,7 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     for id in &acked {
         wait_completed(&http, &url, id, Instant::now() + WAIT, &log).await;
     }
-    assert!(child.try_wait().unwrap().is_none(), "the server exited");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(server.is_running(), "the server exited");
     eprintln!(
         "disk full: {} acknowledged jobs completed, {HELD} held through the full disk",
         acked.len()

@@ -3,16 +3,18 @@
 //! speaking the socket protocol directly.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 pub mod private_postgres;
+#[path = "../support/server.rs"]
+pub mod server;
 
 use errands_store_postgres::testing::TestDatabase;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
+pub use server::free_port;
+use server::ServerProcess;
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{timeout, Instant};
@@ -29,15 +31,6 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 /// Held for the whole of a test.
 pub async fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().await
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Several nodes on one fresh database. Dropping it kills the nodes, then drops the
@@ -104,27 +97,12 @@ impl Cluster {
             addr.replace([':', '.'], "_"),
             uuid_like()
         ));
-        let out = File::create(&log).unwrap();
         let lease = format!("{}ms", self.lease.as_millis());
-        let child = Command::new(env!("CARGO_BIN_EXE_errands"))
-            .args(["serve", "--listen", &addr, "--node-lease", &lease, "--db"])
-            .arg(&self.url)
-            .env_remove("ERRANDS_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let args = ["--node-lease", &lease, "--db", &self.url];
         let mut node = Node {
-            child,
-            url: format!("http://{addr}"),
-            addr,
-            log,
+            process: ServerProcess::start(Some(addr), &args, log).await,
             id: String::new(),
-            started: Instant::now(),
         };
-        node.wait_healthy(&self.http).await;
         // A node registers before it answers HTTP, and nodes start one at a time: the one
         // row that is new is this node's.
         let new: Vec<String> = self.node_ids().await.difference(&before).cloned().collect();
@@ -290,79 +268,35 @@ fn uuid_like() -> u128 {
         .as_nanos()
 }
 
-/// One `errands serve` process. Killed (SIGKILL) when dropped.
+/// One node: an `errands serve` process (SIGKILLed when dropped) and the id it registered.
 pub struct Node {
-    child: Child,
-    pub addr: String,
-    pub url: String,
+    process: ServerProcess,
     /// Its node id in the store.
     pub id: String,
-    /// When it answered `/healthz` first.
-    pub started: Instant,
-    log: PathBuf,
+}
+
+/// A node is its server process, plus the id it registered under.
+impl std::ops::Deref for Node {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
 }
 
 impl Node {
-    /// Polls `/healthz` (a bounded loop of short waits) until the server answers.
-    async fn wait_healthy(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("errands serve exited with {status}:\n{}", self.log_text());
-            }
-            if let Ok(response) = http.get(format!("{}/healthz", self.url)).send().await {
-                if response.status().is_success() {
-                    self.started = Instant::now();
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "errands serve did not become healthy:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown hooks, no lease removal, the process just stops. Returns when
-    /// it is gone.
-    pub fn kill(&mut self) -> Instant {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        Instant::now()
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// The last lines of the log, headed by the node.
     pub fn log_tail(&self) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
         format!("--- {} ({}) ---\n{tail}\n", self.url, self.id)
-    }
-
-    pub fn worker_url(&self) -> String {
-        format!("ws://{}/v1/worker", self.addr)
-    }
-
-    pub fn events_url(&self, query: &str) -> String {
-        format!("ws://{}/v1/events{query}", self.addr)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
