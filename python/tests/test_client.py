@@ -146,6 +146,17 @@ async def test_bad_token() -> None:
             assert (await job.status()).state is errands.JobState.QUEUED
 
 
+async def test_the_fixture_finds_its_server_whatever_log_format_the_user_exports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server's address is read from its text log; a JSON log would hide it.
+    monkeypatch.setenv("ERRANDS_LOG_FORMAT", "json")
+    async with run_server() as srv, errands.App(srv.url) as app:
+        job = await app.enqueue("k")
+        assert (await job.status()).state is errands.JobState.QUEUED
+        assert "errands serving listen=" in srv.logs()
+
+
 async def test_connection_failed() -> None:
     from errands.testing import _free_port
 
