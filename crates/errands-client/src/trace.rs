@@ -22,7 +22,7 @@ pub(crate) fn inject_current(headers: &mut BTreeMap<String, String>) {
         return;
     }
     let context = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&context, &mut Headers(headers));
+    TraceContextPropagator::new().inject_context(&context, &mut HeadersMut(headers));
 }
 
 /// The span a worker runs `job` in: a consumer span whose parent is the trace context in the
@@ -42,8 +42,7 @@ pub(crate) fn job_span(job: &JobDelivery) -> tracing::Span {
         errands.attempt = i64::from(job.attempt),
         errands.outcome = tracing::field::Empty,
     );
-    let mut headers = job.headers.clone();
-    let parent = TraceContextPropagator::new().extract(&Headers(&mut headers));
+    let parent = TraceContextPropagator::new().extract(&HeadersRef(&job.headers));
     // Fails only when no OpenTelemetry layer records the span: then there is no trace to join.
     let _ = span.set_parent(parent);
     span
@@ -54,16 +53,19 @@ pub(crate) fn record_outcome(span: &tracing::Span, outcome: &'static str) {
     span.record("errands.outcome", outcome);
 }
 
-/// A job's headers as a carrier of trace context.
-struct Headers<'a>(&'a mut BTreeMap<String, String>);
+/// A job's headers to write trace context into.
+struct HeadersMut<'a>(&'a mut BTreeMap<String, String>);
 
-impl Injector for Headers<'_> {
+/// A job's headers to read trace context from.
+struct HeadersRef<'a>(&'a BTreeMap<String, String>);
+
+impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
         self.0.insert(key.to_owned(), value);
     }
 }
 
-impl Extractor for Headers<'_> {
+impl Extractor for HeadersRef<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }

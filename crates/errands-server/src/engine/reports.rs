@@ -94,7 +94,7 @@ impl Engine {
                     attempt = job.attempt, "job completed");
                 telemetry::completed(&job, now);
                 let attempt = Attempt {
-                    id: job.id.to_string(),
+                    id: job.id,
                     queue: &job.queue,
                     kind: &job.kind,
                     number: job.attempt,
@@ -115,17 +115,13 @@ impl Engine {
             Reported::Failed(job) => {
                 telemetry::attempt_failed(&job, now);
                 let attempt = Attempt {
-                    id: job.id.to_string(),
+                    id: job.id,
                     queue: &job.queue,
                     kind: &job.kind,
                     number: job.attempt,
                     started_at: job.started_at,
                     headers: &job.headers,
-                    outcome: if job.state == JobState::Dead {
-                        AttemptOutcome::Dead
-                    } else {
-                        AttemptOutcome::Retry
-                    },
+                    outcome: AttemptOutcome::after_failure(job.state),
                 };
                 self.spans.attempt_ended(attempt, now);
                 self.publish_job(&job);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use errands_core::{Job, NewJob};
+use errands_core::{Job, JobId, JobState, NewJob};
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
@@ -41,6 +41,15 @@ pub(crate) enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// How a failed attempt ended, from the job's state after it.
+    pub(crate) fn after_failure(state: JobState) -> Self {
+        if state == JobState::Dead {
+            AttemptOutcome::Dead
+        } else {
+            AttemptOutcome::Retry
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Completed => "completed",
@@ -72,7 +81,7 @@ impl Spans {
                     .span_builder(format!("enqueue {}", job.kind))
                     .with_kind(SpanKind::Producer)
                     .with_start_time(SystemTime::from(now))
-                    .with_attributes(job_attributes(&job.queue, &job.kind, &job.id.to_string()))
+                    .with_attributes(job_attributes(&job.queue, &job.kind, job.id))
                     .start_with_context(tracer, &parent);
                 let context = parent.with_span(span);
                 inject(&context, &mut job.headers);
@@ -98,7 +107,7 @@ impl Spans {
         let Some(tracer) = &self.tracer else {
             return;
         };
-        let mut attributes = job_attributes(&job.queue, &job.kind, &job.id.to_string());
+        let mut attributes = job_attributes(&job.queue, &job.kind, job.id);
         attributes.push(KeyValue::new("errands.attempt", i64::from(job.attempt)));
         if let Some(worker) = &job.worker_id {
             attributes.push(KeyValue::new("errands.worker_id", worker.clone()));
@@ -121,7 +130,7 @@ impl Spans {
         let Some(tracer) = &self.tracer else {
             return;
         };
-        let mut attributes = job_attributes(attempt.queue, attempt.kind, &attempt.id);
+        let mut attributes = job_attributes(attempt.queue, attempt.kind, attempt.id);
         attributes.push(KeyValue::new("errands.attempt", i64::from(attempt.number)));
         attributes.push(KeyValue::new("errands.outcome", attempt.outcome.as_str()));
         let started = attempt.started_at.unwrap_or(now).min(now);
@@ -144,7 +153,7 @@ impl Spans {
 /// What the completion span of an attempt shows.
 pub(crate) struct Attempt<'a> {
     /// The job's id.
-    pub id: String,
+    pub id: JobId,
     /// Its queue.
     pub queue: &'a str,
     /// Its kind.
@@ -159,13 +168,13 @@ pub(crate) struct Attempt<'a> {
     pub outcome: AttemptOutcome,
 }
 
-fn job_attributes(queue: &str, kind: &str, id: &str) -> Vec<KeyValue> {
+fn job_attributes(queue: &str, kind: &str, id: JobId) -> Vec<KeyValue> {
     vec![
         KeyValue::new("messaging.system", "errands"),
         KeyValue::new("messaging.destination.name", queue.to_owned()),
         KeyValue::new("errands.queue", queue.to_owned()),
         KeyValue::new("errands.kind", kind.to_owned()),
-        KeyValue::new("errands.job_id", id.to_owned()),
+        KeyValue::new("errands.job_id", id.to_string()),
     ]
 }
 
