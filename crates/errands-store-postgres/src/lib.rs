@@ -9,18 +9,21 @@
 mod cron;
 mod enqueue;
 mod error;
+mod group;
 mod jobs;
 mod listen;
 mod migrate;
 mod nodes;
 mod notify;
 mod release;
+mod reports;
 mod rows;
 mod store;
 mod sweeps;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod throughput;
+mod vacuum;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -63,14 +66,20 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
+    /// Where enqueues, reports and claims wait for their group's transaction.
+    group: group::GroupCommit,
     dead_retention: f64,
     notices: broadcast::Sender<Notice>,
     listener: tokio::task::JoinHandle<()>,
+    /// Counts this node's writes and vacuums the jobs table as they add up.
+    vacuum: Arc<vacuum::Vacuum>,
+    vacuum_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
+        self.vacuum_task.abort();
     }
 }
 
@@ -98,12 +107,17 @@ impl PostgresStore {
         drop(client);
         let (notices, _) = broadcast::channel(listen::BACKLOG);
         let listener = tokio::spawn(listen::run(config, notices.clone()));
+        let (vacuum, vacuum_task) = vacuum::Vacuum::start(pool.clone());
+        let group = group::GroupCommit::start(pool.clone(), options.dead_retention, vacuum.clone());
         Ok(Self {
             inner: Arc::new(Inner {
+                group,
                 pool,
                 dead_retention: options.dead_retention,
                 notices,
                 listener,
+                vacuum,
+                vacuum_task,
             }),
         })
     }
@@ -115,32 +129,52 @@ impl PostgresStore {
         migrate::migrate(&mut client).await
     }
 
+    /// How many times this store has vacuumed `errands.jobs` (see the `vacuum` module: it
+    /// does so as its own writes leave dead rows behind, autovacuum or not).
+    pub fn vacuums(&self) -> u64 {
+        *self.inner.vacuum.runs().borrow()
+    }
+
+    /// [`PostgresStore::vacuums`], changing as vacuums run.
+    pub fn vacuums_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.vacuum.runs()
+    }
+
     /// A connection from the pool.
     async fn client(&self) -> Result<Client, StoreError> {
         get(&self.inner.pool).await
     }
 
-    /// Runs `op` until it succeeds, fails for good, or has failed transiently [`ATTEMPTS`]
-    /// times. Every operation is one transaction that either commits or rolls back whole,
-    /// so running it again is safe.
-    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, StoreError>
+    /// Runs `op` with [`retrying`].
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut wait = Duration::from_millis(5);
-        for attempt in 1.. {
-            match op().await {
-                Err(error) if error.is_transient() && attempt < ATTEMPTS => {
-                    tracing::debug!(%error, attempt, "transient store error; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 4;
-                }
-                outcome => return outcome,
-            }
-        }
-        unreachable!("the loop returns on its last attempt")
+        retrying(op).await
     }
+}
+
+/// Runs `op` until it succeeds, fails for good, or has failed transiently [`ATTEMPTS`] times.
+/// Every operation is one transaction that either commits or rolls back whole, so running it
+/// again is safe.
+async fn retrying<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut wait = Duration::from_millis(5);
+    for attempt in 1.. {
+        match op().await {
+            Err(error) if error.is_transient() && attempt < ATTEMPTS => {
+                tracing::debug!(%error, attempt, "transient store error; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 4;
+            }
+            outcome => return outcome,
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
 }
 
 /// The connection settings of `url`, with the errands schema first on the search path.

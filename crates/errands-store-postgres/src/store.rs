@@ -12,11 +12,12 @@ use errands_store::{
     StoreError, StoredCron,
 };
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::error::from_pg;
+use crate::group::{self, Write};
 use crate::notify::{self, Wakeups};
-use crate::{cron, enqueue, jobs, nodes, release, sweeps, throughput, PostgresStore};
+use crate::{cron, jobs, nodes, release, sweeps, throughput, PostgresStore};
 
 /// Runs `$body` (an expression using the transaction `$tx` and the wake-ups `$wakeups`) in a
 /// transaction that sends the wake-ups and commits, retried whole on a transient failure.
@@ -52,95 +53,12 @@ macro_rules! statement {
     };
 }
 
-/// Applies one report inside the caller's transaction.
-async fn apply_in(
-    tx: &deadpool_postgres::Transaction<'_>,
-    worker_id: &str,
-    report: &Report,
-    now: DateTime<Utc>,
-    retention: f64,
-    wakeups: &mut Wakeups,
-) -> Result<Reported, StoreError> {
-    match report {
-        Report::Complete { id, result } => jobs::complete(tx, *id, worker_id, result.as_ref(), now)
-            .await
-            .map(Reported::Completed),
-        Report::Fail { id, error, cause } => {
-            let decide = |job: &Job| {
-                decide_failure(job, error.clone(), *cause, now, retention, &mut rand::rng())
-            };
-            jobs::fail(tx, *id, worker_id, decide, wakeups)
-                .await
-                .map(|job| Reported::Failed(Box::new(job)))
-        }
-        Report::Progress { id, progress } => jobs::progress(tx, *id, worker_id, progress)
-            .await
-            .map(|()| Reported::Progressed),
-    }
-}
-
-/// Applies a worker's reports in order inside the caller's transaction: each run of
-/// completions of distinct jobs in one statement ([`jobs::complete_many`]), the other reports
-/// one by one. A report refused (not leased) is its own outcome; a database error has aborted
-/// the transaction, and the whole batch is retried or fails.
-async fn apply_all(
-    tx: &deadpool_postgres::Transaction<'_>,
-    worker_id: &str,
-    batch: &[Report],
-    now: DateTime<Utc>,
-    retention: f64,
-    wakeups: &mut Wakeups,
-) -> Result<Vec<Result<Reported, StoreError>>, StoreError> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut run: Vec<(JobId, Option<&Value>)> = Vec::new();
-    for report in batch {
-        if let Report::Complete { id, result } = report {
-            if !run.iter().any(|(held, _)| held == id) {
-                run.push((*id, result.as_ref()));
-                continue;
-            }
-        }
-        complete_run(tx, worker_id, &mut run, now, &mut outcomes).await?;
-        if let Report::Complete { id, result } = report {
-            run.push((*id, result.as_ref()));
-            continue;
-        }
-        let outcome = apply_in(tx, worker_id, report, now, retention, wakeups).await;
-        if let Err(error @ (StoreError::Backend(_) | StoreError::Transient(_))) = outcome {
-            return Err(error);
-        }
-        outcomes.push(outcome);
-    }
-    complete_run(tx, worker_id, &mut run, now, &mut outcomes).await?;
-    Ok(outcomes)
-}
-
-/// Writes the completions gathered in `run` (if any), appends their outcomes, empties it.
-async fn complete_run(
-    tx: &deadpool_postgres::Transaction<'_>,
-    worker_id: &str,
-    run: &mut Vec<(JobId, Option<&Value>)>,
-    now: DateTime<Utc>,
-    outcomes: &mut Vec<Result<Reported, StoreError>>,
-) -> Result<(), StoreError> {
-    if run.is_empty() {
-        return Ok(());
-    }
-    let done = jobs::complete_many(tx, worker_id, run, now).await?;
-    outcomes.extend(done.into_iter().map(|o| o.map(Reported::Completed)));
-    run.clear();
-    Ok(())
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        let jobs = &jobs;
-        transaction!(self, |tx, wakeups| enqueue::enqueue(
-            &tx,
-            jobs,
-            &mut wakeups
-        ))
+        let (reply, outcome) = oneshot::channel();
+        self.inner.group.submit(Write::Enqueue { jobs, reply })?;
+        group::outcome(outcome).await
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
@@ -157,8 +75,13 @@ impl Store for PostgresStore {
         request: ClaimRequest,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
-        let request = &request;
-        statement!(self, |client| jobs::claim(&client, request, now))
+        let (reply, outcome) = oneshot::channel();
+        self.inner.group.submit(Write::Claim {
+            request,
+            now,
+            reply,
+        })?;
+        group::outcome(outcome).await
     }
 
     async fn unclaim(&self, worker_id: &str, ids: Vec<JobId>) -> Result<Vec<MovedJob>, StoreError> {
@@ -206,23 +129,27 @@ impl Store for PostgresStore {
         ))
     }
 
-    /// Every report of the batch in one transaction, in order: one commit (one WAL flush)
-    /// for all of them, where a commit per report would cap a node at the disk's flush rate.
+    /// Every report of the batch in one transaction, in order, with the other writes of this
+    /// node waiting at that moment (see [`group`]): one commit (one WAL flush) for all of
+    /// them, where a commit per report would cap a node at the disk's flush rate.
     async fn report(
         &self,
         worker_id: &str,
         reports: Vec<Report>,
         now: DateTime<Utc>,
     ) -> Vec<Result<Reported, StoreError>> {
-        let (batch, retention) = (&reports, self.inner.dead_retention);
-        let applied = transaction!(self, |tx, wakeups| apply_all(
-            &tx,
-            worker_id,
-            batch,
+        let count = reports.len();
+        let (reply, outcome) = oneshot::channel();
+        let write = Write::Report {
+            worker_id: worker_id.to_owned(),
+            reports,
             now,
-            retention,
-            &mut wakeups
-        ));
+            reply,
+        };
+        let applied = match self.inner.group.submit(write) {
+            Ok(()) => group::outcome(outcome).await,
+            Err(error) => Err(error),
+        };
         match applied {
             Ok(outcomes) => outcomes,
             Err(error) => {
@@ -230,14 +157,14 @@ impl Store for PostgresStore {
                 // so the worker's session survives it.
                 let transient = error.is_transient();
                 let message = error.to_string();
-                let each = |_: &Report| {
+                let each = |_| {
                     Err(if transient {
                         StoreError::Transient(message.clone())
                     } else {
                         StoreError::Backend(message.clone())
                     })
                 };
-                reports.iter().map(each).collect()
+                (0..count).map(each).collect()
             }
         }
     }
@@ -321,7 +248,9 @@ impl Store for PostgresStore {
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        statement!(self, |client| sweeps::purge_expired(&client, now))
+        let purged = statement!(self, |client| sweeps::purge_expired(&client, now))?;
+        self.inner.vacuum.wrote(purged);
+        Ok(purged)
     }
 
     async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
