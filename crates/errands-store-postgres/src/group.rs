@@ -4,7 +4,7 @@
 //! A commit waits for its WAL flush, so a node writing one transaction per request is capped
 //! at the disk's flush rate however many workers it serves. Here a few committers (one
 //! database connection each) take turns: each takes every write waiting, applies them in
-//! arrival order in one transaction, commits once, then answers each write. Writes are
+//! one transaction, commits once, then answers each write. Writes are
 //! independent of each other, so one that fails for good is retried alone, and never fails
 //! the others of its group.
 
@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
 use errands_core::{Job, NewJob};
 use errands_store::{ClaimRequest, Enqueued, Report, Reported, StoreError};
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::from_pg;
@@ -230,7 +231,7 @@ impl Committer {
         }
     }
 
-    /// Applies `group` in order in one transaction and commits it, retried whole on a
+    /// Applies `group` in one transaction and commits it, retried whole on a
     /// transient failure. Returns one outcome per write.
     async fn commit(&self, group: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         retrying(|| async {
@@ -241,10 +242,21 @@ impl Committer {
                     .await
                     .map_err(from_pg)?;
             }
+            // The writes of a group are independent, so their statements go out together
+            // (tokio-postgres pipelines the requests of concurrent futures on one
+            // connection) instead of one round trip after another; each write's own
+            // statements still run in order.
+            let applied = join_all(group.iter().map(|write| async {
+                let mut wakeups = Wakeups::default();
+                let outcome = write.apply(&tx, self.dead_retention, &mut wakeups).await;
+                (outcome, wakeups)
+            }))
+            .await;
             let mut wakeups = Wakeups::default();
             let mut outcomes = Vec::with_capacity(group.len());
-            for write in group {
-                outcomes.push(write.apply(&tx, self.dead_retention, &mut wakeups).await?);
+            for (outcome, each) in applied {
+                outcomes.push(outcome?);
+                wakeups.merge(each);
             }
             wakeups.send(&tx).await?;
             let committing = std::time::Instant::now();

@@ -45,6 +45,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "headers",
         sql: include_str!("../migrations/0005_headers.sql"),
     },
+    Migration {
+        version: 6,
+        name: "claim_index",
+        sql: include_str!("../migrations/0006_claim_index.sql"),
+    },
 ];
 
 /// The schema version this build of errands needs.

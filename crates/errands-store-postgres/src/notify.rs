@@ -43,6 +43,14 @@ impl Wakeups {
         }
     }
 
+    /// Adds the wake-ups of `other`.
+    pub(crate) fn merge(&mut self, other: Wakeups) {
+        for queue in &other.queues {
+            self.ready(queue);
+        }
+        self.scheduled |= other.scheduled;
+    }
+
     /// Sends them inside the caller's transaction: delivered at commit, never on rollback.
     pub(crate) async fn send(self, client: &impl GenericClient) -> Result<(), StoreError> {
         let mut notices: Vec<Notice> = self
