@@ -90,10 +90,30 @@ impl Engine {
     }
 }
 
+/// How long the first notice of a batch waits for others. Each batch is a transaction of its
+/// own that every other node's listener reads: a busy node sending as fast as the previous
+/// batch commits sent more transactions than all its job writes together (8,061 against
+/// 6,506 on three nodes draining 50,000 jobs). Other nodes see events, aborts and pauses at
+/// most this much later.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Sends this node's notices in batches until the task is dropped.
 pub async fn run_outbox(engine: Arc<Engine>, mut outbox: mpsc::Receiver<Notice>) {
     let mut batch = Vec::with_capacity(BATCH);
     while outbox.recv_many(&mut batch, BATCH).await > 0 {
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            tokio::select! {
+                _ = &mut linger => break,
+                received = outbox.recv_many(&mut batch, room) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+            }
+        }
         let notices = std::mem::take(&mut batch);
         if let Err(error) = engine.store.publish(notices).await {
             tracing::warn!(%error, "could not send notices to the other nodes");
