@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Record the server's spans on the global OpenTelemetry tracer provider (the binary
     /// installs one exporting over OTLP).
     pub traces: bool,
+    /// How many (queue, kind) pairs get job metric series of their own in `/metrics`; jobs of
+    /// others are counted under `queue="_other", kind="_other"`.
+    pub metrics_max_series: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             worker: WorkerLimits::default(),
             events: EventLimits::default(),
             traces: false,
+            metrics_max_series: engine::DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -156,6 +160,7 @@ async fn build(
         worker: config.worker,
         events: config.events,
         traces: config.traces,
+        max_series: config.metrics_max_series,
     };
     let engine = Engine::start(store, clock, options).await?;
     let rules = |max_bytes| api::BodyRules {

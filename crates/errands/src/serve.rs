@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Most bytes of jobs in one page of GET /v1/jobs (a longer page ends early, with a cursor).
     #[arg(long, env = "ERRANDS_MAX_LIST_BYTES", default_value_t = 8 << 20)]
     max_list_bytes: usize,
+    /// How many (queue, kind) pairs get job metric series of their own in /metrics; jobs of
+    /// others are counted under queue="_other", kind="_other".
+    #[arg(long, env = "ERRANDS_METRICS_MAX_SERIES", default_value_t = 1000)]
+    metrics_max_series: usize,
     /// Most connections open at once, worker sockets included; more wait to be accepted.
     #[arg(long, env = "ERRANDS_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -201,6 +205,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         worker: args.streams.worker(),
         events: args.streams.events(),
         traces: args.otlp_endpoint.is_some(),
+        metrics_max_series: args.metrics_max_series,
     }
 }
 
