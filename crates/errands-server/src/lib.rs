@@ -34,8 +34,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest body of `POST /v1/jobs/batch`.
     pub max_batch_body_bytes: usize,
-    /// Most bytes of jobs in one page of `GET /v1/jobs`; a longer page is cut short and
-    /// continues at its `next_cursor`.
+    /// Most bytes in one page of `GET /v1/jobs`, `/v1/queues`, `/v1/cron` or `/v1/workers`; a
+    /// longer page is cut short and continues at its `next_cursor`.
     pub max_list_bytes: usize,
     /// On a shared store: how long after this node's last heartbeat other nodes release the
     /// jobs its workers hold.

@@ -103,7 +103,8 @@ pub struct ServeArgs {
     /// Largest body of POST /v1/jobs/batch, in bytes.
     #[arg(long, env = "ERRANDS_MAX_BATCH_BODY_BYTES", default_value_t = 16 << 20)]
     max_batch_body_bytes: usize,
-    /// Most bytes of jobs in one page of GET /v1/jobs (a longer page ends early, with a cursor).
+    /// Most bytes in one page of GET /v1/jobs, /v1/queues, /v1/cron or /v1/workers (a longer
+    /// page ends early, with a cursor).
     #[arg(long, env = "ERRANDS_MAX_LIST_BYTES", default_value_t = 8 << 20)]
     max_list_bytes: usize,
     /// How many (queue, kind) pairs get job metric series of their own in /metrics; jobs of
