@@ -4,6 +4,8 @@
 mod common;
 
 use common::{assert_error, TestServer};
+use errands_core::cron::CronSpec;
+use errands_core::EnqueueRequest;
 use errands_server::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -156,4 +158,29 @@ async fn bad_paging_values_are_refused_naming_the_field() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_rust_client_lists_every_schedule_across_pages() {
+    // A one-byte page budget: every page holds one schedule.
+    let s = TestServer::with_config(ServerConfig {
+        max_list_bytes: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let client = errands_client::Client::new(s.url(""), None).unwrap();
+    for name in ["c", "a", "b"] {
+        let spec = CronSpec::new("0 * * * *", "UTC", EnqueueRequest::new("tick"));
+        client.put_cron(name, &spec).await.unwrap();
+    }
+    let (_, first) = s.get("/v1/cron").await;
+    assert_eq!(first["schedules"].as_array().unwrap().len(), 1);
+    let names: Vec<String> = client
+        .list_cron()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
 }
