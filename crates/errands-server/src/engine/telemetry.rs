@@ -1,8 +1,8 @@
 //! Prometheus metrics: counters and histograms recorded as jobs move (those labelled by queue
 //! and kind in the engine's bounded [`JobSeries`], the others through the `metrics` facade),
-//! gauges computed when scraped. Names follow Prometheus conventions (`errands_` prefix, base units, `_total`
-//! counters); [`METRICS`] describes every one (the `# HELP` lines) and docs/metrics.md lists
-//! them.
+//! gauges computed when scraped. Names follow Prometheus conventions (`errands_` prefix, base
+//! units, `_total` counters); [`METRICS`] describes every one (the `# HELP` lines) and
+//! docs/metrics.md lists them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
