@@ -409,3 +409,25 @@ fn listings_and_check_follow_every_page() {
         .collect();
     assert_eq!(problems, ["q1", "q2", "q3"]);
 }
+
+#[test]
+fn metrics_max_series_bounds_the_job_series() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::start(&["--metrics-max-series", "1"]);
+    for kind in ["first", "second", "third"] {
+        server.json(&["enqueue", kind, "--queue", "bounded"]);
+    }
+    let url = format!("{}/metrics", server.url);
+    let text = runtime.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    let enqueued: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("errands_jobs_enqueued_total{"))
+        .collect();
+    assert_eq!(
+        enqueued,
+        [
+            "errands_jobs_enqueued_total{queue=\"bounded\",kind=\"first\"} 1",
+            "errands_jobs_enqueued_total{queue=\"_other\",kind=\"_other\"} 2",
+        ]
+    );
+}
