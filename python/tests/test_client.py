@@ -174,3 +174,17 @@ async def test_env_configures_module_level_app(errands_server: ServerHandle) -> 
         assert (await job.status()).kind == "k"
     finally:
         await app.close()
+
+
+async def test_list_helpers_follow_every_page() -> None:
+    # A one-byte page budget: each page holds one entry, so only following the cursors
+    # sees more than the first.
+    async with run_server(args=["--max-list-bytes", "1"]) as srv, errands.App(srv.url) as app:
+        for name in ["q2", "q3", "q1"]:
+            await app.client.enqueue({"kind": "k", "queue": name})
+            await app.client.put_cron(name, {"schedule": "0 * * * *", "job": {"kind": "k"}})
+        first = await app.client.transport.request("GET", "/v1/queues")
+        assert len(first["queues"]) == 1
+        assert first["next_cursor"] == "q1"
+        assert [q["name"] for q in await app.client.queues()] == ["q1", "q2", "q3"]
+        assert [s.name for s in await app.client.list_cron()] == ["q1", "q2", "q3"]

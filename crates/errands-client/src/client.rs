@@ -168,14 +168,30 @@ impl Client {
             .await
     }
 
-    /// Every cron schedule with its next fire times.
+    /// Every cron schedule with its next fire times, by name: the server lists them a page
+    /// at a time, and this follows the pages to the last.
     pub async fn list_cron(&self) -> Result<Vec<CronEntry>, Error> {
         #[derive(Deserialize)]
-        struct List {
+        struct Page {
             schedules: Vec<CronEntry>,
+            #[serde(default)]
+            next_cursor: Option<String>,
         }
-        let list: List = self.call(self.request(Method::GET, "/v1/cron")).await?;
-        Ok(list.schedules)
+        let mut schedules = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = self.request(Method::GET, "/v1/cron");
+            if let Some(after) = &after {
+                request = request.query(&[("after", after)]);
+            }
+            let page: Page = self.call(request).await?;
+            schedules.extend(page.schedules);
+            match page.next_cursor {
+                // A cursor that does not move would loop forever: stop instead.
+                Some(next) if after.as_ref() != Some(&next) => after = Some(next),
+                _ => return Ok(schedules),
+            }
+        }
     }
 
     /// Deletes a cron schedule; jobs it already enqueued stay.

@@ -61,6 +61,23 @@ export async function api(path, { method = 'GET', body } = {}) {
   return data;
 }
 
+/**
+ * Every entry of a paged listing (`/v1/queues`, `/v1/cron`, `/v1/workers`): the server sends
+ * at most a page at a time, so this follows `next_cursor` to the last page. Resolves to the
+ * entries of `field` (`queues`, `schedules`, `workers`).
+ */
+export async function apiAll(path, field) {
+  const entries = [];
+  let after = null;
+  for (;;) {
+    const page = await api(`${path}${query({ after })}`);
+    entries.push(...(page[field] ?? []));
+    // A cursor that does not move would loop forever: stop instead.
+    if (!page.next_cursor || page.next_cursor === after) return entries;
+    after = page.next_cursor;
+  }
+}
+
 /** Builds a query string from the set values of `params`. */
 export function query(params) {
   const search = new URLSearchParams();

@@ -96,7 +96,7 @@ $('login-form').addEventListener('submit', async (event) => {
   if (!token) return;
   setToken(token);
   try {
-    await api('/v1/queues');
+    await api('/v1/queues?limit=1');
     $('token').value = '';
     showApp();
   } catch (error) {
@@ -113,7 +113,7 @@ window.addEventListener('hashchange', route);
 
 // A first call tells whether a token is needed: without one, only the sign-in form shows.
 try {
-  await api('/v1/queues');
+  await api('/v1/queues?limit=1');
   showApp();
 } catch (error) {
   if (!(error instanceof Unauthorized)) {

@@ -1,7 +1,7 @@
 // Cron schedules: expression, the job each fire enqueues, next and last fire times, and
 // pause / resume / trigger now.
 
-import { api, ApiError } from './api.js';
+import { api, apiAll, ApiError } from './api.js';
 import { errorText, fill, fmtTime, h, shortId, tickTimes, timeAgo, toast } from './ui.js';
 
 const POLL_MS = 5000;
@@ -16,8 +16,7 @@ export function mount(container) {
 
   const load = async () => {
     try {
-      const data = await api('/v1/cron');
-      render(body, data.schedules, act);
+      render(body, await apiAll('/v1/cron', 'schedules'), act);
     } catch (error) {
       const missing = error instanceof ApiError && error.status === 404;
       fill(body, h('p', { class: 'empty' }, missing

@@ -1,7 +1,7 @@
 // Job list: filters (queue, state, kind, tag), search by id, paging by cursor, bulk retry and
 // delete, and pause/resume of the filtered queue. Also the "Scheduled" page (state fixed).
 
-import { api, ApiError, query, subscribe } from './api.js';
+import { api, apiAll, ApiError, query, subscribe } from './api.js';
 import {
   confirmDialog, errorText, fill, fmtNumber, h, shortId, stateBadge, STATES, throttle, tickTimes,
   timeAgo, toast,
@@ -196,7 +196,7 @@ export function mount(container, params, { scheduled = false } = {}) {
 
   const loadQueues = async () => {
     try {
-      const { queues } = await api('/v1/queues');
+      const queues = await apiAll('/v1/queues', 'queues');
       const names = queues.map((q) => q.name);
       if (filters.queue && !names.includes(filters.queue)) names.push(filters.queue);
       fill(queueSelect, h('option', { value: '' }, 'All queues'),

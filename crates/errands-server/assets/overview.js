@@ -1,7 +1,7 @@
 // Overview: every queue with counts by state, throughput, oldest ready job and paused state,
 // and the connected workers. Counts reload when the event stream reports a state change.
 
-import { api, subscribe } from './api.js';
+import { api, apiAll, subscribe } from './api.js';
 import {
   errorText, fill, fmtDuration, fmtNumber, h, sparkline, STATES, throttle, tickTimes, timeAgo, toast,
 } from './ui.js';
@@ -31,13 +31,14 @@ export function mount(container, _params) {
 
   const load = async () => {
     try {
-      const [queueList, workerList] = await Promise.all([api('/v1/queues'), api('/v1/workers')]);
-      queues = queueList.queues;
+      const [queueList, workers] = await Promise.all([
+        apiAll('/v1/queues', 'queues'), apiAll('/v1/workers', 'workers')]);
+      queues = queueList;
       fetchedAt = Date.now();
       loaded = true;
-      renderStats(stats, queues, workerList.workers);
+      renderStats(stats, queues, workers);
       renderQueues(queuesBody, queues, onToggle);
-      renderWorkers(workersBody, workerList.workers);
+      renderWorkers(workersBody, workers);
     } catch (error) {
       if (!loaded) fill(queuesBody, h('p', { class: 'empty' }, `Could not load queues: ${errorText(error)}`));
     }

@@ -34,8 +34,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest body of `POST /v1/jobs/batch`.
     pub max_batch_body_bytes: usize,
-    /// Most bytes of jobs in one page of `GET /v1/jobs`; a longer page is cut short and
-    /// continues at its `next_cursor`.
+    /// Most bytes in one page of `GET /v1/jobs`, `/v1/queues`, `/v1/cron` or `/v1/workers`; a
+    /// longer page is cut short and continues at its `next_cursor`.
     pub max_list_bytes: usize,
     /// On a shared store: how long after this node's last heartbeat other nodes release the
     /// jobs its workers hold.
@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Record the server's spans on the global OpenTelemetry tracer provider (the binary
     /// installs one exporting over OTLP).
     pub traces: bool,
+    /// How many (queue, kind) pairs get job metric series of their own in `/metrics`; jobs of
+    /// others are counted under `queue="_other", kind="_other"`.
+    pub metrics_max_series: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             worker: WorkerLimits::default(),
             events: EventLimits::default(),
             traces: false,
+            metrics_max_series: engine::DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -156,6 +160,7 @@ async fn build(
         worker: config.worker,
         events: config.events,
         traces: config.traces,
+        max_series: config.metrics_max_series,
     };
     let engine = Engine::start(store, clock, options).await?;
     let rules = |max_bytes| api::BodyRules {

@@ -289,3 +289,106 @@ async fn gauges_of_a_queue_that_is_gone_leave_the_output() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The job series (counters and histograms labelled by queue) of `queue` in an exposition.
+fn job_series_of<'a>(metrics: &'a str, queue: &str) -> Vec<&'a str> {
+    let label = format!("queue=\"{queue}\"");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("errands_job") && line.contains(&label))
+        .collect()
+}
+
+#[tokio::test]
+async fn counters_and_histograms_of_a_queue_that_is_gone_leave_the_output() {
+    let (server, client, _database) = server().await;
+    let (gone, stays) = ("metrics-series-gone", "metrics-series-stays");
+    let worker = Worker::builder(client.clone())
+        .queues([gone, stays])
+        .handle_raw("m", |_ctx: JobContext, _args: Value| async move {
+            Ok(json!("done"))
+        })
+        .build();
+    let running = tokio::spawn(worker.run());
+    let mut ids = Vec::new();
+    for queue in [gone, gone, stays] {
+        let options = EnqueueOptions::new().queue(queue);
+        let id = client
+            .enqueue_raw("m", json!(null), options)
+            .await
+            .unwrap()
+            .id;
+        client.wait(id, WAIT).await.unwrap();
+        ids.push((queue, id));
+    }
+    running.abort();
+    let before = scrape(&server).await;
+    let labels = format!("queue=\"{gone}\",kind=\"m\"");
+    assert_eq!(
+        sample(
+            &before,
+            &format!("errands_jobs_completed_total{{{labels}}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &before,
+            &format!("errands_job_run_seconds_count{{{labels}}}")
+        ),
+        2.0
+    );
+    for (queue, id) in &ids {
+        if *queue == gone {
+            client.delete(*id).await.unwrap();
+        }
+    }
+    // The very next scrape reads the queue list without it: its series go with it.
+    let after = scrape(&server).await;
+    assert_eq!(job_series_of(&after, gone), Vec::<&str>::new());
+    // The queue that still has a job, quiet as it is, keeps its counts.
+    let kept = format!("errands_jobs_completed_total{{queue=\"{stays}\",kind=\"m\"}}");
+    assert_eq!(sample(&after, &kept), 1.0);
+    assert_eq!(sample(&scrape(&server).await, &kept), 1.0);
+}
+
+#[tokio::test]
+async fn kinds_beyond_the_series_bound_are_counted_under_other() {
+    let (store, _database) = common::test_store().await;
+    let config = ServerConfig {
+        metrics_max_series: 2,
+        ..ServerConfig::default()
+    };
+    let server = RunningServer::start(store, Arc::new(SystemClock), config)
+        .await
+        .unwrap();
+    let client = Client::new(server.url(), None).unwrap();
+    let queue = "metrics-bounded";
+    for kind in ["k1", "k2", "k3", "k4", "k5"] {
+        for _ in 0..2 {
+            let options = EnqueueOptions::new().queue(queue);
+            client
+                .enqueue_raw(kind, json!(null), options)
+                .await
+                .unwrap();
+        }
+    }
+    let text = scrape(&server).await;
+    let enqueued: Vec<(&str, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let (series, value) = line
+                .strip_prefix("errands_jobs_enqueued_total{")?
+                .rsplit_once(' ')?;
+            Some((series, value.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        enqueued,
+        vec![
+            ("queue=\"metrics-bounded\",kind=\"k1\"}", 2.0),
+            ("queue=\"metrics-bounded\",kind=\"k2\"}", 2.0),
+            ("queue=\"_other\",kind=\"_other\"}", 6.0),
+        ]
+    );
+}

@@ -111,15 +111,11 @@ async fn probe(args: &CheckArgs) -> anyhow::Result<Vec<Problem>> {
         .map_err(|error| error.context("server is not ready"))?;
     let mut problems = Vec::new();
     if let Some(max_age) = args.max_age {
-        let reply = remote
-            .call(remote.request(Method::GET, "/v1/queues"))
-            .await?;
+        let reply = remote.list_all("/v1/queues", "queues").await?;
         problems.extend(too_old(&reply, &args.queues, max_age.as_secs_f64()));
     }
     if !args.queues.is_empty() {
-        let reply = remote
-            .call(remote.request(Method::GET, "/v1/workers"))
-            .await?;
+        let reply = remote.list_all("/v1/workers", "workers").await?;
         problems.extend(unserved(&reply, &args.queues));
     }
     Ok(problems)

@@ -125,6 +125,28 @@ impl Remote {
         }
     }
 
+    /// Every entry of a paged listing (`/v1/queues`, `/v1/cron`, `/v1/workers`), following
+    /// its `next_cursor` to the last page: `{field: [...]}`.
+    pub(crate) async fn list_all(&self, path: &str, field: &str) -> anyhow::Result<Value> {
+        let mut entries = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = self.request(Method::GET, path);
+            if let Some(after) = &after {
+                request = request.query(&[("after", after)]);
+            }
+            let mut page = self.call(request).await?;
+            if let Some(Value::Array(items)) = page.get_mut(field).map(Value::take) {
+                entries.extend(items);
+            }
+            match page["next_cursor"].as_str() {
+                // A cursor that does not move would loop forever: stop instead.
+                Some(next) if after.as_deref() != Some(next) => after = Some(next.to_owned()),
+                _ => return Ok(json!({ field: entries })),
+            }
+        }
+    }
+
     pub(crate) fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
             println!(
@@ -200,9 +222,7 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
 
 /// `errands queues`.
 pub async fn queues(remote: Remote) -> anyhow::Result<()> {
-    let reply = remote
-        .call(remote.request(Method::GET, "/v1/queues"))
-        .await?;
+    let reply = remote.list_all("/v1/queues", "queues").await?;
     remote.print(&reply, |r| table::queues(&r["queues"]));
     Ok(())
 }
@@ -245,9 +265,7 @@ pub fn text(value: &Value) -> String {
 
 /// `errands workers`.
 pub async fn workers(remote: Remote) -> anyhow::Result<()> {
-    let reply = remote
-        .call(remote.request(Method::GET, "/v1/workers"))
-        .await?;
+    let reply = remote.list_all("/v1/workers", "workers").await?;
     remote.print(&reply, |r| table::workers(&r["workers"]));
     Ok(())
 }

@@ -91,7 +91,7 @@ fn path(name: &str, suffix: &str) -> String {
 pub async fn run(args: CronArgs) -> anyhow::Result<()> {
     match args.command {
         CronCommand::List(remote) => {
-            let reply = remote.call(remote.request(Method::GET, "/v1/cron")).await?;
+            let reply = remote.list_all("/v1/cron", "schedules").await?;
             remote.print(&reply, |r| table::cron(&r["schedules"]));
             Ok(())
         }

@@ -103,9 +103,14 @@ pub struct ServeArgs {
     /// Largest body of POST /v1/jobs/batch, in bytes.
     #[arg(long, env = "ERRANDS_MAX_BATCH_BODY_BYTES", default_value_t = 16 << 20)]
     max_batch_body_bytes: usize,
-    /// Most bytes of jobs in one page of GET /v1/jobs (a longer page ends early, with a cursor).
+    /// Most bytes in one page of GET /v1/jobs, /v1/queues, /v1/cron or /v1/workers (a longer
+    /// page ends early, with a cursor).
     #[arg(long, env = "ERRANDS_MAX_LIST_BYTES", default_value_t = 8 << 20)]
     max_list_bytes: usize,
+    /// How many (queue, kind) pairs get job metric series of their own in /metrics; jobs of
+    /// others are counted under queue="_other", kind="_other".
+    #[arg(long, env = "ERRANDS_METRICS_MAX_SERIES", default_value_t = 1000)]
+    metrics_max_series: usize,
     /// Most connections open at once, worker sockets included; more wait to be accepted.
     #[arg(long, env = "ERRANDS_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -201,6 +206,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         worker: args.streams.worker(),
         events: args.streams.events(),
         traces: args.otlp_endpoint.is_some(),
+        metrics_max_series: args.metrics_max_series,
     }
 }
 

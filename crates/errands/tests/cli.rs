@@ -352,3 +352,82 @@ fn a_worker_that_never_says_hello_is_closed_after_the_hello_timeout() {
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     assert!(text.contains("no hello within"), "{text}");
 }
+
+/// The `name` (or other `key`) of every entry of `field` in a listing the CLI printed.
+fn listed(value: &Value, field: &str, key: &str) -> Vec<String> {
+    value[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn listings_and_check_follow_every_page() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // A one-byte page budget: every page holds one entry, so only following the cursors
+    // shows more than the first.
+    let server = Server::start(&["--max-list-bytes", "1"]);
+    for queue in ["q1", "q2", "q3"] {
+        server.json(&["enqueue", "report", "--queue", queue]);
+        let name = format!("s-{queue}");
+        server.json(&[
+            "cron",
+            "set",
+            &name,
+            "--schedule",
+            "0 * * * *",
+            "--kind",
+            "report",
+        ]);
+    }
+    // Workers on queues without jobs, so every job stays ready.
+    let _first = connect_worker(&runtime, &server.url, &["w1"]);
+    let _second = connect_worker(&runtime, &server.url, &["w2"]);
+
+    let queues = server.json(&["queues"]);
+    assert_eq!(listed(&queues, "queues", "name"), ["q1", "q2", "q3"]);
+    let schedules = server.json(&["cron", "list"]);
+    assert_eq!(
+        listed(&schedules, "schedules", "name"),
+        ["s-q1", "s-q2", "s-q3"]
+    );
+    let workers = server.json(&["workers"]);
+    assert_eq!(listed(&workers, "workers", "id").len(), 2);
+
+    // The worker on w2 is on the second page of workers; q3 on the third page of queues.
+    let (passed, served) = check_json(&server.url, &["--queue", "w2"]);
+    assert!(passed, "{served}");
+    let (passed, too_old) = check_json(&server.url, &["--max-age", "0s"]);
+    assert!(!passed);
+    let problems: Vec<&str> = too_old["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(problems, ["q1", "q2", "q3"]);
+}
+
+#[test]
+fn metrics_max_series_bounds_the_job_series() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::start(&["--metrics-max-series", "1"]);
+    for kind in ["first", "second", "third"] {
+        server.json(&["enqueue", kind, "--queue", "bounded"]);
+    }
+    let url = format!("{}/metrics", server.url);
+    let text = runtime.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    let enqueued: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("errands_jobs_enqueued_total{"))
+        .collect();
+    assert_eq!(
+        enqueued,
+        [
+            "errands_jobs_enqueued_total{queue=\"bounded\",kind=\"first\"} 1",
+            "errands_jobs_enqueued_total{queue=\"_other\",kind=\"_other\"} 2",
+        ]
+    );
+}

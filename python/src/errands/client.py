@@ -162,10 +162,24 @@ class Client:
         """One cron schedule with its next fire times; :class:`NotFound` when unknown."""
         return CronSchedule.from_json(await self.transport.request("GET", _cron_path(name)))
 
+    async def _list_all(self, path: str, field: str) -> list[Any]:
+        """Every entry of a paged listing, following ``next_cursor`` to the last page."""
+        entries: list[Any] = []
+        after: str | None = None
+        while True:
+            params = None if after is None else {"after": after}
+            reply = await self.transport.request("GET", path, params=params)
+            entries.extend(reply.get(field, []))
+            cursor = reply.get("next_cursor")
+            # A cursor that does not move would loop forever: stop instead.
+            if cursor is None or cursor == after:
+                return entries
+            after = cursor
+
     async def list_cron(self) -> list[CronSchedule]:
-        """Every cron schedule, by name, with its next fire times (``GET /v1/cron``)."""
-        reply = await self.transport.request("GET", "/v1/cron")
-        return [CronSchedule.from_json(s) for s in reply.get("schedules", [])]
+        """Every cron schedule, by name, with its next fire times (``GET /v1/cron``, every
+        page)."""
+        return [CronSchedule.from_json(s) for s in await self._list_all("/v1/cron", "schedules")]
 
     async def delete_cron(self, name: str) -> None:
         """Delete a cron schedule (jobs it enqueued stay); :class:`NotFound` when unknown."""
@@ -188,9 +202,9 @@ class Client:
         return self._handle(await self.transport.request("POST", _cron_path(name, "/trigger")))
 
     async def queues(self) -> list[dict[str, Any]]:
-        """Queue depths and ages (``GET /v1/queues``), as the server's JSON objects."""
-        reply = await self.transport.request("GET", "/v1/queues")
-        return list(reply.get("queues", []))
+        """Queue depths and ages (``GET /v1/queues``, every page), as the server's JSON
+        objects, by name."""
+        return await self._list_all("/v1/queues", "queues")
 
     async def health(self) -> bool:
         """True when ``GET /healthz`` answers 200."""

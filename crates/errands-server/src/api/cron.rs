@@ -5,34 +5,48 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use errands_core::cron::{CronEntry, CronSpec};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::JsonBody;
-use super::jobs::EnqueueResponse;
+use super::extract::{JsonBody, QueryParams};
+use super::jobs::{EnqueueResponse, ListBudget, DEFAULT_LIST_BYTES};
+use super::paging::{page, PageParams};
 use crate::engine::Engine;
 
-/// Every schedule.
+/// A page of schedules.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CronList {
     /// Schedules by name, each with its next fire times.
     pub schedules: Vec<CronEntry>,
+    /// Pass as `after` for the next page; null on the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 fn unknown(name: &str) -> ApiError {
     ApiError::not_found(format!("cron schedule {name} not found"))
 }
 
-/// Every cron schedule with its next fire times.
+/// Cron schedules by name with their next fire times: at most `limit` (default 1000) and at
+/// most the server's byte budget for a page; `next_cursor` continues.
 #[utoipa::path(
     get, path = "/v1/cron", operation_id = "list_cron", tag = "cron",
-    responses((status = 200, body = CronList)))]
-pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<CronList>, ApiError> {
+    params(PageParams),
+    responses((status = 200, body = CronList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    budget: Option<Extension<ListBudget>>,
+    QueryParams(params): QueryParams<PageParams>,
+) -> Result<Json<CronList>, ApiError> {
+    let budget = budget.map_or(DEFAULT_LIST_BYTES, |Extension(ListBudget(bytes))| bytes);
+    let schedules = engine.list_cron().await?;
+    let page = page(schedules, &params, budget, |entry| entry.name.as_str())?;
     Ok(Json(CronList {
-        schedules: engine.list_cron().await?,
+        schedules: page.items,
+        next_cursor: page.next_cursor,
     }))
 }
 

@@ -163,8 +163,9 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// that jobs with large args are not all held at once before the byte budget cuts the page.
 const LIST_CHUNK: usize = 100;
 
-/// Most bytes of jobs in one page of `GET /v1/jobs`, as a request extension. A page that
-/// would be longer ends early, with a `next_cursor` where it stopped: nothing is skipped.
+/// Most bytes in one page of a listing (`GET /v1/jobs`, `/v1/queues`, `/v1/cron`,
+/// `/v1/workers`), as a request extension. A page that would be longer ends early, with a
+/// `next_cursor` where it stopped: nothing is skipped.
 #[derive(Clone, Copy, Debug)]
 pub struct ListBudget(pub usize);
 

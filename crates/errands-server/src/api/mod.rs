@@ -10,6 +10,7 @@ pub mod health;
 pub mod jobs;
 mod json_errors;
 mod openapi;
+pub mod paging;
 pub mod queues;
 pub mod workers;
 
@@ -43,7 +44,8 @@ pub struct ApiConfig {
     pub body: BodyRules,
     /// Body size and time limits of `POST /v1/jobs/batch`.
     pub batch_body: BodyRules,
-    /// Most bytes of jobs in one page of `GET /v1/jobs`.
+    /// Most bytes in one page of a listing (`GET /v1/jobs`, `/v1/queues`, `/v1/cron`,
+    /// `/v1/workers`).
     pub list: ListBudget,
 }
 

@@ -4,29 +4,44 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use errands_core::enqueue;
 use errands_store::QueueInfo;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::QueryParams;
+use super::jobs::{ListBudget, DEFAULT_LIST_BYTES};
+use super::paging::{page, PageParams};
 use crate::engine::Engine;
 
-/// Every queue.
+/// A page of queues.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueList {
     /// Queues by name.
     pub queues: Vec<QueueInfo>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
-/// Every queue with counts by state and the oldest ready job's age.
+/// Queues by name, with counts by state and the oldest ready job's age: at most `limit`
+/// (default 1000) and at most the server's byte budget for a page; `next_cursor` continues.
 #[utoipa::path(
     get, path = "/v1/queues", operation_id = "list_queues", tag = "queues",
-    responses((status = 200, body = QueueList)))]
-pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<QueueList>, ApiError> {
+    params(PageParams),
+    responses((status = 200, body = QueueList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    budget: Option<Extension<ListBudget>>,
+    QueryParams(params): QueryParams<PageParams>,
+) -> Result<Json<QueueList>, ApiError> {
+    let budget = budget.map_or(DEFAULT_LIST_BYTES, |Extension(ListBudget(bytes))| bytes);
+    let queues = engine.queues().await?;
+    let page = page(queues, &params, budget, |queue| queue.name.as_str())?;
     Ok(Json(QueueList {
-        queues: engine.queues().await?,
+        queues: page.items,
+        next_cursor: page.next_cursor,
     }))
 }
 

@@ -84,7 +84,7 @@ impl Engine {
             }
             tracing::debug!(cron = %cron.name, fire_time = %cron.fire_time, job_id = %cron.job.id,
                 queue = %cron.queue, kind = %cron.kind, "cron schedule fired");
-            telemetry::enqueued(&cron.queue, &cron.kind, 1);
+            telemetry::enqueued(&self.series, &cron.queue, &cron.kind, 1);
             self.publish_state(cron.job.id, &cron.queue, &cron.kind, cron.job.state, 0);
             queues.insert(cron.queue.as_str());
         }

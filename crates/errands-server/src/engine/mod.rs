@@ -11,6 +11,7 @@ mod names;
 mod node;
 mod registry;
 mod reports;
+mod series;
 mod signals;
 mod spans;
 mod telemetry;
@@ -37,6 +38,7 @@ pub use maintenance::run_maintenance_loop;
 pub use node::run_lease_loop;
 pub use registry::{ToWorker, WorkerInfo, WorkerRegistry, WorkerStatus};
 pub use reports::WorkerReport;
+pub use series::{JobSeries, DEFAULT_MAX_SERIES, OTHER};
 pub use signals::QueueSignals;
 pub use telemetry::{MetricKind, METRICS};
 
@@ -60,6 +62,9 @@ pub struct EngineOptions {
     /// Whether to record the server's spans (enqueue, dispatch, completion) on the global
     /// OpenTelemetry tracer provider.
     pub traces: bool,
+    /// How many (queue, kind) pairs get job metric series of their own; the others are
+    /// counted under `queue="_other", kind="_other"`.
+    pub max_series: usize,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +75,7 @@ impl Default for EngineOptions {
             worker: WorkerLimits::default(),
             events: EventLimits::default(),
             traces: false,
+            max_series: DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -90,6 +96,8 @@ pub struct Engine {
     events: EventHub,
     throughput: throughput::Throughput,
     spans: Spans,
+    /// Job counters and histograms by queue and kind, bounded.
+    series: JobSeries,
     paused: RwLock<HashSet<String>>,
     /// Wakes the maintenance loop when something may have become due sooner than it planned.
     maintenance: Notify,
@@ -131,6 +139,7 @@ impl Engine {
             events: EventHub::new(options.events),
             throughput: Default::default(),
             spans: Spans::new(options.traces),
+            series: JobSeries::new(options.max_series),
             paused: RwLock::new(paused),
             maintenance: Notify::new(),
             sweeping: tokio::sync::Mutex::new(()),
@@ -262,7 +271,7 @@ impl Engine {
             }
         }
         for (queue, kind, count) in names.created(stored) {
-            telemetry::enqueued(queue, kind, count);
+            telemetry::enqueued(&self.series, queue, kind, count);
         }
         for queue in names.queues() {
             self.signals.notify(queue);
@@ -404,7 +413,7 @@ impl Engine {
 
     /// A claimed job was sent to its worker: it has started.
     pub fn started(&self, job: &Job) {
-        telemetry::started(job);
+        telemetry::started(&self.series, job);
         self.spans.dispatched(job, self.now());
         self.publish_job(job);
     }
@@ -463,7 +472,7 @@ impl Engine {
             attempt: job.attempt,
             state: job.state,
         };
-        telemetry::failed(ended, how);
+        telemetry::failed(&self.series, ended, how);
         self.publish_state(job.id, &job.queue, &job.kind, job.state, job.attempt);
         self.wake_after_failure(&job.queue, job.state);
     }
@@ -487,12 +496,17 @@ impl Engine {
 
     /// The Prometheus text exposition, with gauges refreshed from the store.
     pub async fn metrics_text(&self) -> Result<String, EngineError> {
+        let mark = self.series.mark();
         let queues = self.queues().await?;
+        let live: HashSet<&str> = queues.iter().map(|queue| queue.name.as_str()).collect();
+        self.series.drop_gone(&live, mark);
         let workers = self.workers.list();
         let capacity = workers.iter().map(|w| u64::from(w.capacity)).sum();
         telemetry::snapshot(&queues, workers.len(), capacity);
         self.record_buffer_gauges(&workers);
-        Ok(telemetry::prometheus().render())
+        let mut text = telemetry::prometheus().render();
+        self.series.render(&mut text);
+        Ok(text)
     }
 
     /// What the event feed and the worker connections hold in memory, for `/metrics`.

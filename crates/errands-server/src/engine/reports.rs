@@ -92,7 +92,7 @@ impl Engine {
             Reported::Completed(job) => {
                 tracing::debug!(job_id = %job.id, queue = %job.queue, kind = %job.kind,
                     attempt = job.attempt, "job completed");
-                telemetry::completed(&job, now);
+                telemetry::completed(&self.series, &job, now);
                 let attempt = Attempt {
                     id: job.id,
                     queue: &job.queue,
@@ -113,7 +113,7 @@ impl Engine {
                 );
             }
             Reported::Failed(job) => {
-                telemetry::attempt_failed(&job, now);
+                telemetry::attempt_failed(&self.series, &job, now);
                 let attempt = Attempt {
                     id: job.id,
                     queue: &job.queue,

@@ -1,7 +1,8 @@
-//! Prometheus metrics: counters and histograms recorded as jobs move, gauges computed when
-//! scraped. Names follow Prometheus conventions (`errands_` prefix, base units, `_total`
-//! counters); [`METRICS`] describes every one (the `# HELP` lines) and docs/metrics.md lists
-//! them.
+//! Prometheus metrics: counters and histograms recorded as jobs move (those labelled by queue
+//! and kind in the engine's bounded [`JobSeries`], the others through the `metrics` facade),
+//! gauges computed when scraped. Names follow Prometheus conventions (`errands_` prefix, base
+//! units, `_total` counters); [`METRICS`] describes every one (the `# HELP` lines) and
+//! docs/metrics.md lists them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -9,12 +10,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use errands_core::{Job, JobId, JobState};
 use errands_store::{CompletedJob, QueueInfo};
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
+use super::series::{JobCounter, JobSeries};
+
 /// Buckets for durations in seconds: 1 ms to 1 hour.
-const SECONDS_BUCKETS: &[f64] = &[
+pub(crate) const SECONDS_BUCKETS: [f64; 18] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0, 900.0, 3600.0,
 ];
@@ -169,7 +172,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let builder =
             || PrometheusBuilder::new().idle_timeout(MetricKindMask::GAUGE, Some(STALE_GAUGE));
         let recorder = builder()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
             .map(|builder| builder.build_recorder())
             .unwrap_or_else(|_| builder().build_recorder());
         let handle = recorder.handle();
@@ -186,30 +189,27 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 }
 
 /// `count` jobs of one queue and kind were stored.
-pub fn enqueued(queue: &str, kind: &str, count: u64) {
-    counter!("errands_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned())
-        .increment(count);
+pub fn enqueued(series: &JobSeries, queue: &str, kind: &str, count: u64) {
+    series.count(queue, kind, JobCounter::Enqueued, count);
 }
 
 /// A job was leased to a worker.
-pub fn started(job: &Job) {
-    let labels = [("queue", job.queue.clone()), ("kind", job.kind.clone())];
-    counter!("errands_jobs_started_total", &labels).increment(1);
+pub fn started(series: &JobSeries, job: &Job) {
+    series.count(&job.queue, &job.kind, JobCounter::Started, 1);
     if let Some(started) = job.started_at {
-        histogram!("errands_job_wait_seconds", "queue" => job.queue.clone())
-            .record(seconds_between(job.run_at, started));
+        series.wait(&job.queue, &job.kind, seconds_between(job.run_at, started));
     }
 }
 
 /// A job's worker completed it.
-pub fn completed(job: &CompletedJob, now: DateTime<Utc>) {
-    let labels = attempt_ran(&job.queue, &job.kind, job.started_at, now);
-    counter!("errands_jobs_completed_total", &labels).increment(1);
+pub fn completed(series: &JobSeries, job: &CompletedJob, now: DateTime<Utc>) {
+    attempt_ran(series, &job.queue, &job.kind, job.started_at, now);
+    series.count(&job.queue, &job.kind, JobCounter::Completed, 1);
 }
 
 /// A job's worker reported a failed attempt; the job was then retried or buried.
-pub fn attempt_failed(job: &Job, now: DateTime<Utc>) {
-    attempt_ran(&job.queue, &job.kind, job.started_at, now);
+pub fn attempt_failed(series: &JobSeries, job: &Job, now: DateTime<Utc>) {
+    attempt_ran(series, &job.queue, &job.kind, job.started_at, now);
     let ended = AttemptEnd {
         id: job.id,
         queue: &job.queue,
@@ -217,21 +217,20 @@ pub fn attempt_failed(job: &Job, now: DateTime<Utc>) {
         attempt: job.attempt,
         state: job.state,
     };
-    failed(ended, "the worker reported a failure");
+    failed(series, ended, "the worker reported a failure");
 }
 
-/// Records how long an attempt that ended at `now` ran; returns the job's labels.
+/// Records how long an attempt that ended at `now` ran.
 fn attempt_ran(
+    series: &JobSeries,
     queue: &str,
     kind: &str,
     started_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> [(&'static str, String); 2] {
-    let labels = [("queue", queue.to_owned()), ("kind", kind.to_owned())];
+) {
     if let Some(started) = started_at {
-        histogram!("errands_job_run_seconds", &labels).record(seconds_between(started, now));
+        series.run(queue, kind, seconds_between(started, now));
     }
-    labels
 }
 
 /// The job whose attempt ended without completing, and what it is now.
@@ -252,12 +251,8 @@ pub struct AttemptEnd<'a> {
 /// An attempt failed (`how` says in what way: a failure its worker reported, a timeout, a
 /// lost worker): counted, and logged with the job's fields (`job_id`, `queue`, `kind`,
 /// `attempt`, the names every job log line uses).
-pub fn failed(job: AttemptEnd<'_>, how: &str) {
-    let labels = [
-        ("queue", job.queue.to_owned()),
-        ("kind", job.kind.to_owned()),
-    ];
-    counter!("errands_jobs_failed_total", &labels).increment(1);
+pub fn failed(series: &JobSeries, job: AttemptEnd<'_>, how: &str) {
+    series.count(job.queue, job.kind, JobCounter::Failed, 1);
     let AttemptEnd {
         id,
         queue,
@@ -266,10 +261,10 @@ pub fn failed(job: AttemptEnd<'_>, how: &str) {
         state,
     } = job;
     if state == JobState::Dead {
-        counter!("errands_jobs_dead_total", &labels).increment(1);
+        series.count(queue, kind, JobCounter::Dead, 1);
         tracing::warn!(job_id = %id, queue, kind, attempt, how, "job is dead");
     } else {
-        counter!("errands_jobs_retried_total", &labels).increment(1);
+        series.count(queue, kind, JobCounter::Retried, 1);
         tracing::info!(job_id = %id, queue, kind, attempt, how, state = state.as_str(),
             "attempt failed; the job will be retried");
     }
