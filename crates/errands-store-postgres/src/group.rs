@@ -11,10 +11,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
 use errands_core::{Job, NewJob};
 use errands_store::{ClaimRequest, Enqueued, Report, Reported, StoreError};
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::from_pg;
@@ -81,7 +81,7 @@ impl Write {
     /// whole group shares): the group is rolled back.
     async fn apply(
         &self,
-        tx: &Transaction<'_>,
+        tx: &impl GenericClient,
         retention: f64,
         wakeups: &mut Wakeups,
     ) -> Result<Outcome, StoreError> {
@@ -231,40 +231,58 @@ impl Committer {
         }
     }
 
-    /// Applies `group` in one transaction and commits it, retried whole on a
-    /// transient failure. Returns one outcome per write.
+    /// Applies `group` in one transaction and commits it, retried whole on a transient
+    /// failure. Returns one outcome per write.
     async fn commit(&self, group: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         retrying(|| async {
-            let mut client = self.pool.get().await.map_err(crate::error::from_pool)?;
-            let tx = client.transaction().await.map_err(from_pg)?;
-            if !group.iter().any(Write::needs_flush) {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
-                    .await
-                    .map_err(from_pg)?;
+            let client = self.pool.get().await.map_err(crate::error::from_pool)?;
+            let outcome = self.commit_on(&client, group).await;
+            if outcome.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
+                // A connection that cannot even roll back must not go back to the pool.
+                drop(deadpool_postgres::Object::take(client));
             }
-            // The writes of a group are independent, so their statements go out together
-            // (tokio-postgres pipelines the requests of concurrent futures on one
-            // connection) instead of one round trip after another; each write's own
-            // statements still run in order.
-            let applied = join_all(group.iter().map(|write| async {
-                let mut wakeups = Wakeups::default();
-                let outcome = write.apply(&tx, self.dead_retention, &mut wakeups).await;
-                (outcome, wakeups)
-            }))
-            .await;
-            let mut wakeups = Wakeups::default();
-            let mut outcomes = Vec::with_capacity(group.len());
-            for (outcome, each) in applied {
-                outcomes.push(outcome?);
-                wakeups.merge(each);
-            }
-            wakeups.send(&tx).await?;
-            let committing = std::time::Instant::now();
-            tx.commit().await.map_err(from_pg)?;
-            metrics::histogram!("errands_store_commit_seconds")
-                .record(committing.elapsed().as_secs_f64());
-            Ok(outcomes)
+            outcome
         })
         .await
+    }
+
+    /// One attempt at the group's transaction on `client`. Its statements are pipelined:
+    /// `BEGIN` goes out with them (tokio-postgres sends the requests of concurrent futures on
+    /// one connection back to back, in the order first polled), and the writes, being
+    /// independent, go out together, each write's own statements still in order; so a group
+    /// costs two round trips to the database and its flush, not one per statement. On an
+    /// error the transaction is left open for the caller to roll back.
+    async fn commit_on(
+        &self,
+        client: &deadpool_postgres::Client,
+        group: &[Write],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let begin = if group.iter().any(Write::needs_flush) {
+            "BEGIN"
+        } else {
+            "BEGIN; SET LOCAL synchronous_commit = off"
+        };
+        let writes = join_all(group.iter().map(|write| async {
+            let mut wakeups = Wakeups::default();
+            let outcome = write.apply(client, self.dead_retention, &mut wakeups).await;
+            (outcome, wakeups)
+        }));
+        let (begun, applied) = join(client.batch_execute(begin), writes).await;
+        begun.map_err(from_pg)?;
+        let mut wakeups = Wakeups::default();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for (outcome, each) in applied {
+            outcomes.push(outcome?);
+            wakeups.merge(each);
+        }
+        let committing = std::time::Instant::now();
+        // The wake-ups and the COMMIT go out together too. Should the wake-ups fail, the
+        // transaction is aborted and PostgreSQL answers the COMMIT by rolling back.
+        let (woken, committed) = join(wakeups.send(client), client.batch_execute("COMMIT")).await;
+        woken?;
+        committed.map_err(from_pg)?;
+        metrics::histogram!("errands_store_commit_seconds")
+            .record(committing.elapsed().as_secs_f64());
+        Ok(outcomes)
     }
 }

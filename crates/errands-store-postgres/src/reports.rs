@@ -2,6 +2,7 @@
 //! failures and progress one by one, in the order the worker sent them.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use errands_core::lifecycle::decide_failure;
 use errands_core::{Job, JobId};
 use errands_store::{Report, Reported, StoreError};
@@ -12,7 +13,7 @@ use crate::notify::Wakeups;
 
 /// Applies one report inside the caller's transaction.
 async fn apply_in(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl GenericClient,
     worker_id: &str,
     report: &Report,
     now: DateTime<Utc>,
@@ -42,7 +43,7 @@ async fn apply_in(
 /// one by one. A report refused (not leased) is its own outcome; a database error has aborted
 /// the transaction, and the whole batch is retried or fails.
 pub(crate) async fn apply_all(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl GenericClient,
     worker_id: &str,
     batch: &[Report],
     now: DateTime<Utc>,
@@ -75,7 +76,7 @@ pub(crate) async fn apply_all(
 
 /// Writes the completions gathered in `run` (if any), appends their outcomes, empties it.
 async fn complete_run(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl GenericClient,
     worker_id: &str,
     run: &mut Vec<(JobId, Option<&Value>)>,
     now: DateTime<Utc>,
