@@ -1,10 +1,14 @@
 //! Jobs claimed ahead for a fast worker: once its jobs come back quickly, the server holds
 //! more jobs for it than it has slots. Held jobs never reached the worker, so they return to
-//! their queue without counting an attempt, and a pause stops them from going out.
+//! their queue without counting an attempt, a pause stops them from going out, and an idle
+//! connection of the same queue gets them instead of letting them wait.
 
 mod common;
 
+use std::time::Duration;
+
 use common::{RawWorker, TestServer};
+use errands_server::{ServerConfig, WorkerLimits};
 use serde_json::{json, Value};
 
 /// Six jobs in queue `q`, oldest first.
@@ -22,7 +26,7 @@ async fn six_jobs(s: &TestServer) -> Vec<String> {
 }
 
 /// A worker with one slot that completed one job at once: the server then sends it the
-/// second and holds the next four (capacity × 4) for it.
+/// second and holds the next four for it (it would hold up to eight per slot).
 async fn fast_worker_with_held_jobs(s: &TestServer, ids: &[String]) -> RawWorker {
     let mut worker = s
         .worker(json!({"type": "hello", "queues": ["q"], "capacity": 1}))
@@ -127,4 +131,33 @@ async fn jobs_held_past_the_hold_limit_go_back() {
         assert_eq!(job["attempt"], 0, "{job}");
     }
     assert_eq!(s.job(&ids[1]).await["state"], "running");
+}
+
+#[tokio::test]
+async fn an_idle_worker_gets_the_jobs_held_for_a_busy_one() {
+    // Held jobs never expire here, so only the idle worker's asking can bring them back.
+    let s = TestServer::with_config(ServerConfig {
+        worker: WorkerLimits {
+            hold_limit: Duration::from_secs(3600),
+            ..WorkerLimits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let ids = six_jobs(&s).await;
+    let _busy = fast_worker_with_held_jobs(&s, &ids).await;
+
+    // The idle worker's claim finds the queue empty: the busy worker gives back what it held
+    // (without an attempt counted) and the idle one gets it, in order.
+    let mut idle = s
+        .worker(json!({"type": "hello", "queues": ["q"], "capacity": 5}))
+        .await;
+    for held in &ids[2..] {
+        let job = idle.recv_type("job").await;
+        assert_eq!(&job["id"], held);
+        assert_eq!(job["attempt"], 1, "{job}");
+    }
+    // The busy worker keeps the job it is running.
+    let running = s.job(&ids[1]).await;
+    assert_eq!(running["state"], "running");
 }

@@ -26,6 +26,9 @@ pub struct WorkerLimits {
     pub max_queues: usize,
     /// Largest serialised `data` of one progress report, in bytes.
     pub max_progress_data_bytes: usize,
+    /// Longest a job claimed ahead for a fast worker waits for one of its slots before it
+    /// goes back to its queue (it goes back sooner when another connection has room).
+    pub hold_limit: Duration,
 }
 
 impl Default for WorkerLimits {
@@ -39,6 +42,7 @@ impl Default for WorkerLimits {
             outbound_messages: 1024,
             max_queues: 1000,
             max_progress_data_bytes: 64 << 10,
+            hold_limit: Duration::from_millis(100),
         }
     }
 }

@@ -23,6 +23,9 @@ pub enum ToWorker {
     },
     /// End the connection: this node lost its lease and the worker's jobs were released.
     Disconnect,
+    /// Give back the jobs held ahead for the worker: another connection of one of its queues
+    /// has free slots and found nothing to claim.
+    GiveBackHeld,
 }
 
 /// A connected worker as `GET /v1/workers` shows it.
@@ -66,6 +69,8 @@ struct Entry {
     status: WorkerStatus,
     /// Bytes waiting in its connection's outbound buffer, kept by the connection's writer.
     outbound: Arc<AtomicUsize>,
+    /// Jobs claimed ahead and held for it, kept by its connection.
+    held: Arc<AtomicUsize>,
 }
 
 /// Connected workers by id.
@@ -76,11 +81,13 @@ pub struct WorkerRegistry {
 
 impl WorkerRegistry {
     /// Adds a worker. Its connection reads `ToWorker` messages from the returned receiver and
-    /// keeps the returned status current; `outbound` counts the bytes waiting on its socket.
+    /// keeps the returned status current; `outbound` counts the bytes waiting on its socket,
+    /// `held` the jobs held ahead for it.
     pub fn register(
         &self,
         info: WorkerInfo,
         outbound: Arc<AtomicUsize>,
+        held: Arc<AtomicUsize>,
     ) -> (mpsc::UnboundedReceiver<ToWorker>, WorkerStatus) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = info.id.clone();
@@ -89,6 +96,7 @@ impl WorkerRegistry {
             tx,
             status: status.clone(),
             outbound,
+            held,
         };
         self.lock().insert(id, entry);
         (rx, status)
@@ -110,6 +118,31 @@ impl WorkerRegistry {
             }
             None => false,
         }
+    }
+
+    /// For a connection that has free slots and found nothing to claim in `queues`: asks every
+    /// other worker of this node that holds jobs and takes one of those queues to give its held
+    /// jobs back, so none waits for a busy worker's slot while this one is idle. Returns how
+    /// many were asked.
+    pub fn ask_for_held(&self, asking: &str, queues: &[String]) -> usize {
+        let workers = self.lock();
+        let mut asked = 0;
+        for (id, entry) in workers.iter() {
+            if id == asking || entry.held.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let shares_a_queue = entry
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .queues
+                .iter()
+                .any(|queue| queues.contains(queue));
+            if shares_a_queue && entry.tx.send(ToWorker::GiveBackHeld).is_ok() {
+                asked += 1;
+            }
+        }
+        asked
     }
 
     /// Every connected worker, oldest connection first.

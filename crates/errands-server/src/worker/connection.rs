@@ -2,6 +2,7 @@
 //! applying its reports, and releasing its jobs when it goes away.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +46,13 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     let worker_id = uuid::Uuid::now_v7().to_string();
     let hello = &greeting.hello;
     let info = worker_info(&engine, &worker_id, hello);
-    let (inbox, status) = engine.workers().register(info, out.bytes_counter());
+    let held = Arc::new(AtomicUsize::new(0));
+    let (inbox, status) = engine
+        .workers()
+        .register(info, out.bytes_counter(), held.clone());
     tracing::info!(worker_id, name = ?hello.name, queues = hello.queues.len(), capacity = hello.capacity, "worker connected");
     let Greeting { hello, rest } = greeting;
-    let mut session = Session::new(engine.clone(), worker_id.clone(), hello, status, out);
+    let mut session = Session::new(engine.clone(), worker_id.clone(), hello, status, out, held);
     if let Err(error) = session.serve(&mut stream, inbox, rest).await {
         tracing::debug!(worker_id, %error, "worker connection ended");
     }
@@ -153,6 +157,7 @@ impl Session {
         hello: Hello,
         status: WorkerStatus,
         out: Outbound,
+        held: Arc<AtomicUsize>,
     ) -> Self {
         let queues = QueueOrder::new(hello.queues, hello.weights);
         let signals = queues
@@ -160,8 +165,9 @@ impl Session {
             .iter()
             .map(|q| engine.signals().subscribe(q))
             .collect();
+        let limits = *engine.worker_limits();
         Self {
-            limits: *engine.worker_limits(),
+            limits,
             engine,
             worker_id,
             out,
@@ -169,7 +175,7 @@ impl Session {
             queues,
             capacity: hello.capacity as usize,
             running: HashMap::new(),
-            prefetch: Prefetch::default(),
+            prefetch: Prefetch::new(limits.hold_limit, held),
             pending: Vec::new(),
             in_flight: None,
             signals,
@@ -333,10 +339,19 @@ impl Session {
             }
             Err(error) => return Err(error.into()),
         };
-        if jobs.len() < claimed.wanted {
+        let short = jobs.len() < claimed.wanted;
+        if short {
             self.want_claim = false;
         }
-        self.send_jobs(jobs).await
+        self.send_jobs(jobs).await?;
+        if short && self.free() > self.prefetch.len() {
+            // Idle slots and nothing left to claim: jobs held for a busy connection of the
+            // same queues are better off here than waiting for its slots.
+            self.engine
+                .workers()
+                .ask_for_held(&self.worker_id, &self.queues.names());
+        }
+        Ok(())
     }
 
     /// Once the connection has ended: waits for the round in flight, writes the reports still
@@ -436,6 +451,7 @@ impl Session {
                 }
             }
             ToWorker::Disconnect => return Err(SessionEnd::NodeLeaseLost),
+            ToWorker::GiveBackHeld => self.give_back_held().await?,
         }
         Ok(())
     }
