@@ -49,6 +49,7 @@ impl Prefetch {
     /// How many more jobs to claim ahead for a worker with `capacity` slots.
     pub(crate) fn room(&self, capacity: usize) -> usize {
         let depth = match self.turnaround {
+            _ if self.hold_limit.is_zero() => 0,
             Some(turnaround) if turnaround <= FAST_TURNAROUND => {
                 (capacity * HELD_PER_SLOT).min(MAX_HELD)
             }
@@ -161,6 +162,13 @@ mod tests {
         prefetch.finished(Duration::from_millis(1));
         assert_eq!(prefetch.room(5), 5 * HELD_PER_SLOT);
         assert_eq!(prefetch.room(1_000), MAX_HELD);
+    }
+
+    #[test]
+    fn a_zero_hold_limit_holds_nothing() {
+        let mut prefetch = Prefetch::new(Duration::ZERO, Arc::default());
+        prefetch.finished(Duration::from_millis(1));
+        assert_eq!(prefetch.room(5), 0);
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct StreamArgs {
     /// then redelivered.
     #[arg(long, env = "ERRANDS_WORKER_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     worker_write_timeout: Duration,
+    /// Longest a job claimed ahead for a fast worker waits for one of its slots before it
+    /// goes back to its queue (0s: hold nothing ahead).
+    #[arg(long, env = "ERRANDS_WORKER_HOLD_LIMIT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    worker_hold_limit: Duration,
     /// Bytes of job frames waiting for one worker before the server holds further jobs back.
     #[arg(long, env = "ERRANDS_WORKER_OUTBOUND_BYTES", default_value_t = WorkerLimits::default().outbound_bytes)]
     worker_outbound_bytes: usize,
@@ -63,6 +67,7 @@ impl StreamArgs {
             outbound_messages: self.worker_outbound_messages,
             max_queues: self.max_worker_queues,
             max_progress_data_bytes: self.max_progress_data_bytes,
+            hold_limit: self.worker_hold_limit,
         }
     }
 
