@@ -70,6 +70,8 @@ struct Inner {
     group: group::GroupCommit,
     dead_retention: f64,
     notices: broadcast::Sender<Notice>,
+    /// Tells the listener to follow other nodes' job events, or not.
+    follow: tokio::sync::mpsc::UnboundedSender<listen::Follow>,
     listener: tokio::task::JoinHandle<()>,
     /// Counts this node's writes and vacuums the jobs table as they add up.
     vacuum: Arc<vacuum::Vacuum>,
@@ -106,7 +108,8 @@ impl PostgresStore {
         }
         drop(client);
         let (notices, _) = broadcast::channel(listen::BACKLOG);
-        let listener = tokio::spawn(listen::run(config, notices.clone()));
+        let (follow, commands) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(listen::run(config, notices.clone(), commands));
         let (vacuum, vacuum_task) = vacuum::Vacuum::start(pool.clone());
         let group = group::GroupCommit::start(pool.clone(), options.dead_retention, vacuum.clone());
         Ok(Self {
@@ -115,6 +118,7 @@ impl PostgresStore {
                 pool,
                 dead_retention: options.dead_retention,
                 notices,
+                follow,
                 listener,
                 vacuum,
                 vacuum_task,

@@ -10,6 +10,10 @@ use crate::error::from_pg;
 /// The channel every node listens on.
 pub(crate) const CHANNEL: &str = "errands";
 
+/// The channel of job events ([`Notice::Event`]), which only nodes with event subscribers
+/// listen on: most of the notices, and useless to a node nobody watches through.
+pub(crate) const EVENTS_CHANNEL: &str = "errands_events";
+
 /// PostgreSQL refuses payloads of 8000 bytes or more; leave room.
 const MAX_PAYLOAD: usize = 7_900;
 
@@ -65,7 +69,8 @@ impl Wakeups {
     }
 }
 
-/// Sends `notices`, packed into as few payloads as fit.
+/// Sends `notices`, packed into as few payloads as fit: job events on [`EVENTS_CHANNEL`],
+/// the rest on [`CHANNEL`].
 pub(crate) async fn send(
     client: &impl GenericClient,
     notices: &[Notice],
@@ -73,11 +78,21 @@ pub(crate) async fn send(
     if notices.is_empty() {
         return Ok(());
     }
-    let payloads = pack(notices)?;
+    let (events, others): (Vec<&Notice>, Vec<&Notice>) = notices
+        .iter()
+        .partition(|notice| matches!(notice, Notice::Event { .. }));
+    let mut channels = Vec::new();
+    let mut payloads = Vec::new();
+    for (channel, notices) in [(CHANNEL, others), (EVENTS_CHANNEL, events)] {
+        for payload in pack(notices)? {
+            channels.push(channel);
+            payloads.push(payload);
+        }
+    }
     client
         .execute(
-            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-            &[&CHANNEL, &payloads],
+            "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)",
+            &[&channels, &payloads],
         )
         .await
         .map_err(from_pg)?;
@@ -87,7 +102,7 @@ pub(crate) async fn send(
 /// JSON arrays of notices, each under [`MAX_PAYLOAD`] bytes. A notice too large alone (an
 /// event carrying big progress data) goes without its data; if still too large, it is
 /// dropped: events are best-effort, and the job itself holds its progress.
-fn pack(notices: &[Notice]) -> Result<Vec<String>, StoreError> {
+fn pack<'a>(notices: impl IntoIterator<Item = &'a Notice>) -> Result<Vec<String>, StoreError> {
     let mut payloads = Vec::new();
     let mut current = String::from("[");
     for notice in notices {

@@ -442,4 +442,15 @@ impl Store for PostgresStore {
     fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
         Some(self.inner.notices.subscribe())
     }
+
+    /// LISTENs on the events channel, or stops, on the listener's connection: a LISTEN takes
+    /// effect when it returns, and every notification committed after it is delivered.
+    async fn follow_events(&self, follow: bool) -> Result<(), StoreError> {
+        let (done, outcome) = oneshot::channel();
+        self.inner
+            .follow
+            .send(crate::listen::Follow { follow, done })
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.unwrap_or(Err(StoreError::Closed))
+    }
 }

@@ -568,4 +568,13 @@ pub trait Store: Send + Sync + 'static {
     fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
         None
     }
+
+    /// Whether [`Store::notices`] carries other nodes' job events ([`Notice::Event`]), which
+    /// only a node with event subscribers needs (every other notice comes regardless).
+    /// Resolves once the change took effect: every event committed after it is delivered.
+    /// Off at first. Unshared stores have no other nodes' events to follow.
+    async fn follow_events(&self, follow: bool) -> Result<(), StoreError> {
+        let _ = follow;
+        Ok(())
+    }
 }

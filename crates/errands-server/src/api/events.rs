@@ -69,7 +69,8 @@ fn parse_filter(params: EventParams) -> Result<EventFilter, ApiError> {
     get, path = "/v1/events", operation_id = "stream_events", tag = "events",
     params(EventParams), responses(
     (status = 200, description = "text/event-stream of events (or a WebSocket upgrade)"),
-    (status = 400, body = ErrorBody, description = "an unknown parameter, or ids that are not job ids")))]
+    (status = 400, body = ErrorBody, description = "an unknown parameter, or ids that are not job ids"),
+    (status = 503, body = ErrorBody, description = "the store could not start delivering other nodes' events")))]
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     QueryParams(params): QueryParams<EventParams>,
@@ -78,7 +79,7 @@ pub async fn events(
     let filter = parse_filter(params)?;
     // Subscribe before answering, so a client that subscribes and then reads a job's state
     // misses nothing in between.
-    let events = engine.events().subscribe(filter);
+    let events = engine.subscribe_events(filter).await?;
     let write_timeout = engine.events().limits().write_timeout;
     Ok(match upgrade {
         Ok(ws) => ws

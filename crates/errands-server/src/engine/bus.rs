@@ -121,6 +121,29 @@ pub async fn run_outbox(engine: Arc<Engine>, mut outbox: mpsc::Receiver<Notice>)
     }
 }
 
+/// How often a node without event subscribers checks whether to stop receiving the other
+/// nodes' job events.
+const UNFOLLOW_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A node stops receiving the other nodes' job events once it has had no event subscriber
+/// over two checks in a row (10 to 20 s), so a dashboard reloading does not flap it.
+pub async fn run_unfollow(engine: Arc<Engine>) {
+    if engine.outbox.is_none() {
+        return;
+    }
+    let mut check = tokio::time::interval(UNFOLLOW_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unwatched_before = false;
+    loop {
+        check.tick().await;
+        let unwatched = engine.events.subscribers() == 0;
+        if unwatched && unwatched_before {
+            engine.unfollow_events_if_unwatched().await;
+        }
+        unwatched_before = unwatched;
+    }
+}
+
 /// Applies notices from the store until the task is dropped.
 pub async fn run_inbox(engine: Arc<Engine>) {
     let Some(mut inbox) = engine.store.notices() else {

@@ -104,6 +104,9 @@ pub struct Engine {
     /// Held through a maintenance pass, so passes on one node run one after another: a pass
     /// that returns has seen every due job, not skipped one another pass still held locked.
     sweeping: tokio::sync::Mutex<()>,
+    /// On a shared store: whether this node receives the other nodes' job events, which it
+    /// needs only while it has event subscribers (see [`Engine::subscribe_events`]).
+    following_events: tokio::sync::Mutex<bool>,
     /// Cancelled when the server shuts down, closing every worker connection.
     closing: CancellationToken,
 }
@@ -143,6 +146,7 @@ impl Engine {
             paused: RwLock::new(paused),
             maintenance: Notify::new(),
             sweeping: tokio::sync::Mutex::new(()),
+            following_events: tokio::sync::Mutex::new(false),
             closing: CancellationToken::new(),
         });
         engine.register_node().await?;
@@ -194,6 +198,33 @@ impl Engine {
     /// The live event feed.
     pub fn events(&self) -> &EventHub {
         &self.events
+    }
+
+    /// Subscribes to the live events that pass `filter`. On a shared store this node first
+    /// makes sure it receives the other nodes' job events (it stops some time after its last
+    /// subscriber left): once this returns, no change committed by any node is missed.
+    pub async fn subscribe_events(&self, filter: EventFilter) -> Result<Subscription, EngineError> {
+        let subscription = self.events.subscribe(filter);
+        if self.outbox.is_some() {
+            let mut following = self.following_events.lock().await;
+            if !*following {
+                self.store.follow_events(true).await?;
+                *following = true;
+            }
+        }
+        Ok(subscription)
+    }
+
+    /// Stops receiving other nodes' job events if this node still has no event subscriber.
+    pub(crate) async fn unfollow_events_if_unwatched(&self) {
+        let mut following = self.following_events.lock().await;
+        if !*following || self.events.subscribers() > 0 {
+            return;
+        }
+        match self.store.follow_events(false).await {
+            Ok(()) => *following = false,
+            Err(error) => tracing::warn!(%error, "could not stop following other nodes' events"),
+        }
     }
 
     fn publish_state(&self, id: JobId, queue: &str, kind: &str, state: JobState, attempt: u32) {
@@ -558,6 +589,7 @@ pub async fn run_background(engine: Arc<Engine>) {
         run_maintenance_loop(engine.clone()),
         run_lease_loop(engine.clone()),
         bus::run_inbox(engine.clone()),
+        bus::run_unfollow(engine.clone()),
         send,
     );
 }
