@@ -10,17 +10,33 @@ root=$(pwd)
 bin="${ERRANDS_BIN:-$root/target/release/errands}"
 [ -x "$bin" ] || { echo "no server binary at $bin (set ERRANDS_BIN)"; exit 1; }
 
-# Pinned, so the run means the same thing on every machine; bump them together.
-requirements="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
+# Pinned, hypothesis included, so the run means the same thing on every machine; bump them
+# together.
+requirements="openapi-spec-validator==0.9.0 schemathesis==4.32.5 hypothesis==6.170.27"
+# Python 3.11's ast.parse can fail at random with "SystemError: AST constructor recursion
+# depth mismatch" (a CPython bug), and hypothesis parses source files to describe the
+# lambdas schemathesis filters with: prefer a newer Python where there is one.
+python=python3
+for candidate in python3.12 python3.13; do
+  # A pyenv shim exists for versions that are installed but not selected: try it, and with
+  # its version selected.
+  version=$(pyenv versions --bare 2>/dev/null | grep -m1 "^${candidate#python}\." || true)
+  if PYENV_VERSION="$version" "$candidate" -c 'import venv' 2>/dev/null; then
+    python="$candidate"
+    export PYENV_VERSION="$version"
+    break
+  fi
+done
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/errands/api-contract-venv"
 stamp="$venv/.requirements"
-if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$requirements" ]; then
-  echo "== installing $requirements into $venv"
+wanted="$requirements $("$python" -V 2>&1)"
+if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "== installing $requirements into $venv ($("$python" -V 2>&1))"
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  "$python" -m venv "$venv"
   # shellcheck disable=SC2086 # one word per requirement
   "$venv/bin/pip" install --quiet $requirements
-  echo "$requirements" >"$stamp"
+  echo "$wanted" >"$stamp"
 fi
 
 scratch=$(mktemp -d)
