@@ -250,8 +250,9 @@ impl Committer {
     /// `BEGIN` goes out with them (tokio-postgres sends the requests of concurrent futures on
     /// one connection back to back, in the order first polled), and the writes, being
     /// independent, go out together, each write's own statements still in order; so a group
-    /// costs two round trips to the database and its flush, not one per statement. On an
-    /// error the transaction is left open for the caller to roll back.
+    /// costs two round trips to the database (three with wake-ups to send) and its flush, not
+    /// one per statement. On an error the transaction is left open for the caller to roll
+    /// back.
     async fn commit_on(
         &self,
         client: &deadpool_postgres::Client,
@@ -275,12 +276,11 @@ impl Committer {
             outcomes.push(outcome?);
             wakeups.merge(each);
         }
+        // Before the COMMIT, not beside it: its statement may need preparing first, and the
+        // COMMIT would overtake it.
+        wakeups.send(client).await?;
         let committing = std::time::Instant::now();
-        // The wake-ups and the COMMIT go out together too. Should the wake-ups fail, the
-        // transaction is aborted and PostgreSQL answers the COMMIT by rolling back.
-        let (woken, committed) = join(wakeups.send(client), client.batch_execute("COMMIT")).await;
-        woken?;
-        committed.map_err(from_pg)?;
+        client.batch_execute("COMMIT").await.map_err(from_pg)?;
         metrics::histogram!("errands_store_commit_seconds")
             .record(committing.elapsed().as_secs_f64());
         Ok(outcomes)

@@ -89,11 +89,12 @@ pub(crate) async fn send(
             payloads.push(payload);
         }
     }
+    let statement = client
+        .prepare_cached("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)")
+        .await
+        .map_err(from_pg)?;
     client
-        .execute(
-            "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)",
-            &[&channels, &payloads],
-        )
+        .execute(&statement, &[&channels, &payloads])
         .await
         .map_err(from_pg)?;
     Ok(())
