@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use errands_core::lifecycle::{
-    decide_cancel, decide_delete, decide_failure, decide_retry, Cancellation, FailureCause,
-    ReleaseCause, UniqueRule,
+    decide_cancel, decide_delete, decide_failure, decide_retry, Cancellation, FailedAttempt,
+    FailureCause, ReleaseCause, UniqueRule,
 };
 use errands_core::{AttemptError, Backoff, Job, JobId, JobState, NewJob, Progress};
 use rusqlite::types::ToSql;
@@ -340,7 +340,7 @@ pub(crate) fn unclaim(
 }
 
 /// The job if `worker_id` holds it, else why not.
-fn leased(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job, StoreError> {
+pub(crate) fn leased(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job, StoreError> {
     let job = get(conn, id)?;
     if job.state == JobState::Running && job.worker_id.as_deref() == Some(worker_id) {
         Ok(job)
@@ -416,8 +416,18 @@ fn record_failure(
     now: DateTime<Utc>,
     dead_retention: f64,
 ) -> Result<Option<Job>, StoreError> {
-    // The history is capped (see `capped_history`), so rewriting it whole stays cheap.
     let failed = decide_failure(job, error, cause, now, dead_retention, &mut rand::rng());
+    write_failure(conn, job, &failed)
+}
+
+/// Writes the failed attempt `failed` of the running `job` as read; `None` if the job is no
+/// longer under the lease read.
+pub(crate) fn write_failure(
+    conn: &Connection,
+    job: &Job,
+    failed: &FailedAttempt,
+) -> Result<Option<Job>, StoreError> {
+    // The history is capped (see `capped_history`), so rewriting it whole stays cheap.
     conn.prepare_cached(&format!(
         "UPDATE jobs SET state = ?1, run_at = ?2, errors = ?3, worker_id = NULL, node_id = NULL, \
          deadline = NULL, finished_at = ?4, expires_at = ?5 \
