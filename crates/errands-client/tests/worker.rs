@@ -345,3 +345,55 @@ async fn start_again(addr: std::net::SocketAddr, store: Arc<SqliteStore>) -> Run
         }
     }
 }
+
+/// A job that runs once on a worker that hangs and once on one that returns at once.
+#[derive(Serialize, Deserialize)]
+struct Interruptible;
+
+impl Job for Interruptible {
+    const KIND: &'static str = "interruptible";
+    type Output = u32;
+}
+
+#[tokio::test]
+async fn a_job_past_the_grace_period_goes_back_without_using_an_attempt() {
+    let server = server().await;
+    let client = client(&server);
+    let (tokens_tx, mut tokens) = mpsc::unbounded_channel::<CancellationToken>();
+    let stopping = Worker::builder(client.clone())
+        .grace_period(Duration::from_millis(200))
+        .state(tokens_tx)
+        .handle(|ctx: JobContext, _job: Interruptible| async move {
+            let tokens = ctx
+                .state::<mpsc::UnboundedSender<CancellationToken>>()
+                .unwrap();
+            tokens.send(ctx.cancellation().clone()).unwrap();
+            std::future::pending().await
+        })
+        .build();
+    let stop = stopping.shutdown_handle();
+    let running = spawn(stopping);
+    let handle = client.enqueue(&Interruptible).await.unwrap();
+    let token = tokens.recv().await.unwrap();
+    stop.shutdown();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(token.is_cancelled(), "the handler was stopped");
+
+    let next = Worker::builder(client.clone())
+        .handle(|ctx: JobContext, _job: Interruptible| async move { Ok(ctx.attempt) })
+        .build();
+    let _next = spawn(next);
+    // The next worker runs it as attempt 1 again: the interrupted attempt was not counted.
+    assert_eq!(client.result(&handle, WAIT).await.unwrap(), 1);
+    let done = client.get(handle.id).await.unwrap();
+    assert_eq!((done.state, done.attempt), (JobState::Completed, 1));
+    assert!(
+        done.errors.is_empty(),
+        "no failure recorded: {:?}",
+        done.errors
+    );
+}
