@@ -50,8 +50,12 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     tracing::info!(worker_id, name = ?hello.name, queues = hello.queues.len(), capacity = hello.capacity, "worker connected");
     let Greeting { hello, rest } = greeting;
     let mut session = Session::new(engine.clone(), worker_id.clone(), hello, status, out);
-    if let Err(error) = session.serve(&mut stream, inbox, rest).await {
-        tracing::debug!(worker_id, %error, "worker connection ended");
+    match session.serve(&mut stream, inbox, rest).await {
+        Err(error @ SessionEnd::Silent(_)) => {
+            tracing::warn!(worker_id, %error, "worker lost: no pong nor any message; its jobs go back to their queues");
+        }
+        Err(error) => tracing::debug!(worker_id, %error, "worker connection ended"),
+        Ok(()) => {}
     }
     session.settle().await;
     engine.workers().unregister(&worker_id);
