@@ -397,3 +397,46 @@ async fn a_job_past_the_grace_period_goes_back_without_using_an_attempt() {
         done.errors
     );
 }
+
+/// A job that takes longer than the server's silence timeout, without reporting anything.
+#[derive(Serialize, Deserialize)]
+struct Long;
+
+impl Job for Long {
+    const KIND: &'static str = "long";
+    type Output = u32;
+}
+
+#[tokio::test]
+async fn a_busy_worker_answers_pings_and_keeps_its_connection() {
+    let store = Arc::new(SqliteStore::temporary().unwrap());
+    let config = ServerConfig {
+        worker: errands_server::WorkerLimits {
+            ping_every: Duration::from_millis(50),
+            silence_limit: Duration::from_millis(300),
+            ..errands_server::WorkerLimits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = RunningServer::start(store, Arc::new(SystemClock), config)
+        .await
+        .unwrap();
+    let client = client(&server);
+    let worker = Worker::builder(client.clone())
+        .handle(|ctx: JobContext, _job: Long| async move {
+            // Four silence timeouts without a report: only the socket reader's pongs keep
+            // the connection.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok(ctx.attempt)
+        })
+        .build();
+    let _running = spawn(worker);
+    let handle = client.enqueue(&Long).await.unwrap();
+    assert_eq!(client.result(&handle, WAIT).await.unwrap(), 1);
+    let done = client.get(handle.id).await.unwrap();
+    assert!(
+        done.errors.is_empty(),
+        "the worker was lost: {:?}",
+        done.errors
+    );
+}

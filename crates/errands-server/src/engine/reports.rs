@@ -1,5 +1,5 @@
-//! Workers' reports (complete, fail, progress, interrupted): written to the store together, in the order
-//! the worker sent them, then counted and published one by one.
+//! Workers' reports (complete, fail, progress, interrupted): written to the store together, in
+//! the order the worker sent them, then counted and published one by one.
 
 use errands_core::event::Change;
 use errands_core::lifecycle::FailureCause;
