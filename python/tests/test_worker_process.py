@@ -111,7 +111,7 @@ async def test_sigterm_past_grace_gives_jobs_back_without_using_an_attempt(
     assert "grace period" in worker.log()
     # Interrupted, not failed: queued again with the attempt given back and no error recorded.
     info = await wait_state(app, job.id, "queued")
-    assert (info.attempt, info.errors) == (0, []), worker.log()
+    assert (info.attempt, info.interruptions, info.errors) == (0, 1, []), worker.log()
 
     release.touch()
     other = start(spawn, errands_server, tmp_path)

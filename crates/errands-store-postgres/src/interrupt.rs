@@ -10,7 +10,7 @@ use errands_store::{Reported, StoreError};
 use crate::error::from_pg;
 use crate::jobs;
 use crate::notify::Wakeups;
-use crate::rows::{attempts, job_from_row, JOB_COLUMNS};
+use crate::rows::{job_from_row, JOB_COLUMNS};
 
 /// Applies the interruption of the attempt `worker_id` runs of job `id`, as
 /// [`decide_interruption`] decides it, with the job's row locked.
@@ -22,8 +22,11 @@ pub(crate) async fn interrupt(
     dead_retention: f64,
     wakeups: &mut Wakeups,
 ) -> Result<Reported, StoreError> {
-    let (job, interruptions) = leased(client, id, worker_id).await?;
-    let decided = decide_interruption(&job, interruptions, now, dead_retention, &mut rand::rng());
+    let job = jobs::read(client, id, "FOR UPDATE").await?;
+    if job.state != JobState::Running || job.worker_id.as_deref() != Some(worker_id) {
+        return Err(StoreError::NotLeased(id));
+    }
+    let decided = decide_interruption(&job, now, dead_retention, &mut rand::rng());
     let written = match decided {
         Interruption::Requeue {
             attempt,
@@ -37,31 +40,6 @@ pub(crate) async fn interrupt(
             .map(|job| Reported::Failed(Box::new(job))),
     };
     written.ok_or(StoreError::NotLeased(id))
-}
-
-/// The job, locked, with its interruption count, if `worker_id` holds it.
-async fn leased(
-    client: &impl GenericClient,
-    id: JobId,
-    worker_id: &str,
-) -> Result<(Job, u32), StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS}, interruptions FROM jobs WHERE id = $1 FOR UPDATE"
-        ))
-        .await
-        .map_err(from_pg)?;
-    let row = client
-        .query_opt(&statement, &[&id.0])
-        .await
-        .map_err(from_pg)?
-        .ok_or(StoreError::NotFound(id))?;
-    let job = job_from_row(&row)?;
-    if job.state != JobState::Running || job.worker_id.as_deref() != Some(worker_id) {
-        return Err(StoreError::NotLeased(id));
-    }
-    let interruptions = attempts(row.try_get(row.len() - 1).map_err(from_pg)?)?;
-    Ok((job, interruptions))
 }
 
 /// Puts the running `job` as read back in its queue with `attempt` and `interruptions`;

@@ -21,7 +21,11 @@ pub(crate) async fn get(client: &impl GenericClient, id: JobId) -> Result<Job, S
 }
 
 /// The job, read with `lock` (`""` or `FOR UPDATE`).
-async fn read(client: &impl GenericClient, id: JobId, lock: &str) -> Result<Job, StoreError> {
+pub(crate) async fn read(
+    client: &impl GenericClient,
+    id: JobId,
+    lock: &str,
+) -> Result<Job, StoreError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 {lock}"

@@ -29,15 +29,15 @@ pub enum Interruption {
     Fail(FailedAttempt),
 }
 
-/// Decides what the interrupted current attempt of the running `job`, interrupted
-/// `interruptions` times before, writes. Dead jobs are kept `dead_retention` seconds.
+/// Decides what the interrupted current attempt of the running `job` writes, from the
+/// interruptions it had before. Dead jobs are kept `dead_retention` seconds.
 pub fn decide_interruption(
     job: &Job,
-    interruptions: u32,
     now: DateTime<Utc>,
     dead_retention: f64,
     rng: &mut impl Rng,
 ) -> Interruption {
+    let interruptions = job.interruptions;
     if interruptions < MAX_FREE_INTERRUPTIONS {
         return Interruption::Requeue {
             attempt: job.attempt.saturating_sub(1),
@@ -87,6 +87,7 @@ mod tests {
             priority: 0,
             attempt,
             max_attempts,
+            interruptions: 0,
             backoff: Backoff::None,
             timeout: None,
             unique_key: None,
@@ -107,13 +108,11 @@ mod tests {
     }
 
     fn decide(job: &Job, interruptions: u32) -> Interruption {
-        decide_interruption(
-            job,
+        let job = Job {
             interruptions,
-            now(),
-            60.0,
-            &mut StdRng::seed_from_u64(1),
-        )
+            ..job.clone()
+        };
+        decide_interruption(&job, now(), 60.0, &mut StdRng::seed_from_u64(1))
     }
 
     #[test]

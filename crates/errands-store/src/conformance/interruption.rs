@@ -28,6 +28,7 @@ pub async fn interrupted_job_is_queued_with_its_attempt_unused<H: Harness>(harne
 
     let back = requeued(interrupt(store, id, "stopping").await);
     assert_eq!((back.state, back.attempt), (JobState::Queued, 0));
+    assert_eq!(back.interruptions, 1);
     assert_eq!(back, store.get(id).await.expect("get"));
     assert!(back.errors.is_empty());
     assert_eq!(
@@ -65,9 +66,10 @@ pub async fn interruptions_past_the_cap_count_as_failures<H: Harness>(harness: &
         ..job("a")
     };
     let id = add(store, request, t0()).await;
-    for _ in 0..MAX_FREE_INTERRUPTIONS {
+    for n in 1..=MAX_FREE_INTERRUPTIONS {
         claim(store, &["default"], 1, "w", t0()).await;
-        assert_eq!(requeued(interrupt(store, id, "w").await).attempt, 0);
+        let back = requeued(interrupt(store, id, "w").await);
+        assert_eq!((back.attempt, back.interruptions), (0, n));
     }
 
     claim(store, &["default"], 1, "w", t0()).await;

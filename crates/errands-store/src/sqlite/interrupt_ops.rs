@@ -20,26 +20,17 @@ pub(crate) fn interrupt(
     dead_retention: f64,
 ) -> Result<Reported, StoreError> {
     let job = leased(conn, id, worker_id)?;
-    let interruptions = interruptions(conn, id)?;
-    let written =
-        match decide_interruption(&job, interruptions, now, dead_retention, &mut rand::rng()) {
-            Interruption::Requeue {
-                attempt,
-                interruptions,
-                run_at,
-            } => requeue(conn, &job, attempt, interruptions, run_at)?.map(Reported::Requeued),
-            Interruption::Fail(failed) => {
-                write_failure(conn, &job, &failed)?.map(|job| Reported::Failed(Box::new(job)))
-            }
-        };
+    let written = match decide_interruption(&job, now, dead_retention, &mut rand::rng()) {
+        Interruption::Requeue {
+            attempt,
+            interruptions,
+            run_at,
+        } => requeue(conn, &job, attempt, interruptions, run_at)?.map(Reported::Requeued),
+        Interruption::Fail(failed) => {
+            write_failure(conn, &job, &failed)?.map(|job| Reported::Failed(Box::new(job)))
+        }
+    };
     written.ok_or(StoreError::NotLeased(id))
-}
-
-/// How often job `id` was interrupted so far.
-fn interruptions(conn: &Connection, id: JobId) -> Result<u32, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT interruptions FROM jobs WHERE id = ?1")?
-        .query_row([id.to_string()], |row| row.get(0))?)
 }
 
 /// Puts the running `job` as read back in its queue with `attempt` and `interruptions`;
