@@ -90,6 +90,20 @@ pub async fn interruptions_past_the_cap_count_as_failures<H: Harness>(harness: &
     assert_eq!((dead.state, dead.attempt), (JobState::Dead, 2));
     assert_eq!(dead.finished_at, Some(t0()));
     assert_eq!(store.get(id).await.expect("get").state, JobState::Dead);
+
+    // Retried by hand it keeps its interruptions, unless its attempts start over.
+    let kept = store.retry(id, false, t0()).await.expect("retry");
+    assert_eq!(
+        (kept.attempt, kept.interruptions),
+        (2, MAX_FREE_INTERRUPTIONS)
+    );
+    claim(store, &["default"], 1, "w", t0()).await;
+    let Reported::Failed(dead) = interrupt(store, id, "w").await else {
+        panic!("still past the cap");
+    };
+    assert_eq!(dead.state, JobState::Dead);
+    let reset = store.retry(id, true, t0()).await.expect("retry");
+    assert_eq!((reset.attempt, reset.interruptions), (0, 0));
 }
 
 /// An interruption reported by a worker that does not hold the job (another worker's job, or

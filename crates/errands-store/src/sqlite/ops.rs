@@ -528,13 +528,19 @@ pub(crate) fn retry(
     now: DateTime<Utc>,
 ) -> Result<Job, StoreError> {
     let job = get(conn, id)?;
-    let plan = decide_retry(job.state, job.attempt, job.max_attempts, reset_attempts)
-        .map_err(|refused| StoreError::refused(id, refused))?;
+    let plan = decide_retry(
+        job.state,
+        job.attempt,
+        job.max_attempts,
+        job.interruptions,
+        reset_attempts,
+    )
+    .map_err(|refused| StoreError::refused(id, refused))?;
     let retried = conn
         .prepare_cached(&format!(
             "UPDATE jobs SET state = 'queued', run_at = ?1, attempt = ?2, max_attempts = ?3, \
-             finished_at = NULL, expires_at = NULL, result = NULL, progress = NULL \
-             WHERE id = ?4 AND state = ?5 RETURNING {JOB_COLUMNS}"
+             interruptions = ?6, finished_at = NULL, expires_at = NULL, result = NULL, \
+             progress = NULL WHERE id = ?4 AND state = ?5 RETURNING {JOB_COLUMNS}"
         ))?
         .query_row(
             params![
@@ -542,7 +548,8 @@ pub(crate) fn retry(
                 plan.attempt,
                 plan.max_attempts,
                 id.to_string(),
-                job.state.as_str()
+                job.state.as_str(),
+                plan.interruptions
             ],
             |row| Ok(job_from_row(row)),
         )
