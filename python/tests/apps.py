@@ -61,3 +61,14 @@ def log_in_thread(ctx: errands.Context, text: str) -> str:
     """Logs from the thread pool."""
     log.warning("sync task says %s", text)
     return text
+
+
+@app.task
+async def hang_unless_released(ctx: errands.Context, marker: str, release: str) -> str:
+    """Touches ``marker`` once it runs, then hangs unless ``release`` exists (the test creates
+    it when the job may finish); says on which attempt it finished."""
+    await asyncio.to_thread(Path(f"{marker}.{ctx.attempt}").touch)
+    # A file the test creates from another process: there is no event to wait on.
+    while not await asyncio.to_thread(Path(release).exists):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    return f"done on attempt {ctx.attempt}"

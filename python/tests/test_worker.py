@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -275,6 +276,38 @@ async def test_enqueue_from_a_task(app: errands.App) -> None:
 
     async with run_worker(app, concurrency=2):
         assert await (await parent.enqueue(21)).result(timeout=10) == 42
+
+
+async def test_a_busy_worker_answers_pings_and_keeps_its_connection() -> None:
+    # The server takes a worker silent for 1 s for dead. These plain functions run 2.5 s each,
+    # one sleeping and one spinning on the CPU: the worker's reader answers the pings
+    # meanwhile, so it keeps its connection and both jobs complete on their first attempt.
+    args = ["--worker-silence-timeout", "1s", "--worker-ping-interval", "200ms"]
+    async with run_server(args=args) as srv, errands.App(srv.url) as app:
+
+        @app.task
+        def sleeps(ctx: errands.Context, seconds: float) -> str:
+            time.sleep(seconds)
+            return "slept"
+
+        @app.task
+        def spins(ctx: errands.Context, seconds: float) -> int:
+            deadline, turns = time.monotonic() + seconds, 0
+            while time.monotonic() < deadline:
+                turns += 1
+            return turns
+
+        async with run_worker(app, concurrency=2) as worker:
+            connection = worker.worker_id
+            jobs = [await sleeps.enqueue(2.5), await spins.enqueue(2.5)]
+            assert await jobs[0].result(timeout=20) == "slept"
+            assert await jobs[1].result(timeout=20) > 0
+            for job in jobs:
+                info = await job.status()
+                assert (info.attempt, info.errors) == (1, []), info.errors
+            assert worker.connected
+            assert worker.worker_id == connection
+        assert "worker lost" not in srv.logs(), srv.logs()
 
 
 async def test_worker_reconnects_after_server_restart() -> None:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,18 +99,54 @@ async def test_sigterm_lets_running_jobs_finish(
         assert info.result == "released on attempt 1"
 
 
-async def test_sigterm_past_grace_returns_jobs_to_queue(
+async def test_sigterm_past_grace_gives_jobs_back_without_using_an_attempt(
     app: errands.App, errands_server: ServerHandle, spawn: list[WorkerProcess], tmp_path: Path
 ) -> None:
     worker = start(spawn, errands_server, tmp_path, "--grace", "0.2")
-    marker = tmp_path / "started"
-    job = await app.kind("hang").options(backoff=errands.Backoff.none()).enqueue(str(marker))
-    await until(marker.exists, what="the job to start on the worker")
+    marker, release = tmp_path / "started", tmp_path / "release"
+    job = await app.enqueue("hang_unless_released", str(marker), str(release))
+    await until(Path(f"{marker}.1").exists, what="the job to start on the worker")
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.log()
     assert "grace period" in worker.log()
+    # Interrupted, not failed: queued again with the attempt given back and no error recorded.
     info = await wait_state(app, job.id, "queued")
-    assert [e.type for e in info.errors] == ["WorkerLost"]
+    assert (info.attempt, info.interruptions, info.errors) == (0, 1, []), worker.log()
+
+    release.touch()
+    other = start(spawn, errands_server, tmp_path)
+    assert await job.result(timeout=20) == "done on attempt 1", other.log()
+    assert (await job.status()).errors == []
+    other.proc.send_signal(signal.SIGTERM)
+    assert other.wait() == 0, other.log()
+
+
+async def test_a_stopped_worker_process_loses_its_job_to_another_within_the_silence_timeout(
+    spawn: list[WorkerProcess], tmp_path: Path
+) -> None:
+    # A stalled worker (SIGSTOP: it neither runs its jobs nor answers pings) is found out once
+    # it has been silent for the timeout, and its job goes to another worker.
+    silence = 1.0
+    args = ["--worker-silence-timeout", "1s", "--worker-ping-interval", "200ms"]
+    async with run_server(args=args) as srv, errands.App(srv.url) as app:
+        stalled = start(spawn, srv, tmp_path)
+        marker, release = tmp_path / "started", tmp_path / "release"
+        job = await app.enqueue("hang_unless_released", str(marker), str(release))
+        await until(Path(f"{marker}.1").exists, what="the job to start on the first worker")
+        stalled.proc.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        release.touch()  # the stopped worker cannot notice it
+        other = start(spawn, srv, tmp_path)
+        assert await job.result(timeout=20) == "done on attempt 2", other.log()
+        took = time.monotonic() - stopped_at
+        info = await job.status()
+        assert [e.type for e in info.errors] == ["WorkerLost"]
+        # Not before the timeout (it was silent for less), and not long after it (the second
+        # worker's start, ~0.5 s of Python imports, overlaps the wait).
+        assert silence * 0.8 <= took < silence + 5, took
+        stalled.proc.send_signal(signal.SIGKILL)
+        other.proc.send_signal(signal.SIGTERM)
+        assert other.wait() == 0, other.log()
 
 
 async def test_sigkilled_workers_job_goes_to_another_worker(

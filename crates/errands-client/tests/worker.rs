@@ -345,3 +345,98 @@ async fn start_again(addr: std::net::SocketAddr, store: Arc<SqliteStore>) -> Run
         }
     }
 }
+
+/// A job that runs once on a worker that hangs and once on one that returns at once.
+#[derive(Serialize, Deserialize)]
+struct Interruptible;
+
+impl Job for Interruptible {
+    const KIND: &'static str = "interruptible";
+    type Output = u32;
+}
+
+#[tokio::test]
+async fn a_job_past_the_grace_period_goes_back_without_using_an_attempt() {
+    let server = server().await;
+    let client = client(&server);
+    let (tokens_tx, mut tokens) = mpsc::unbounded_channel::<CancellationToken>();
+    let stopping = Worker::builder(client.clone())
+        .grace_period(Duration::from_millis(200))
+        .state(tokens_tx)
+        .handle(|ctx: JobContext, _job: Interruptible| async move {
+            let tokens = ctx
+                .state::<mpsc::UnboundedSender<CancellationToken>>()
+                .unwrap();
+            tokens.send(ctx.cancellation().clone()).unwrap();
+            std::future::pending().await
+        })
+        .build();
+    let stop = stopping.shutdown_handle();
+    let running = spawn(stopping);
+    let handle = client.enqueue(&Interruptible).await.unwrap();
+    let token = tokens.recv().await.unwrap();
+    stop.shutdown();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(token.is_cancelled(), "the handler was stopped");
+
+    let next = Worker::builder(client.clone())
+        .handle(|ctx: JobContext, _job: Interruptible| async move { Ok(ctx.attempt) })
+        .build();
+    let _next = spawn(next);
+    // The next worker runs it as attempt 1 again: the interrupted attempt was not counted.
+    assert_eq!(client.result(&handle, WAIT).await.unwrap(), 1);
+    let done = client.get(handle.id).await.unwrap();
+    assert_eq!((done.state, done.attempt), (JobState::Completed, 1));
+    assert!(
+        done.errors.is_empty(),
+        "no failure recorded: {:?}",
+        done.errors
+    );
+}
+
+/// A job that takes longer than the server's silence timeout, without reporting anything.
+#[derive(Serialize, Deserialize)]
+struct Long;
+
+impl Job for Long {
+    const KIND: &'static str = "long";
+    type Output = u32;
+}
+
+#[tokio::test]
+async fn a_busy_worker_answers_pings_and_keeps_its_connection() {
+    let store = Arc::new(SqliteStore::temporary().unwrap());
+    let config = ServerConfig {
+        worker: errands_server::WorkerLimits {
+            ping_every: Duration::from_millis(50),
+            silence_limit: Duration::from_millis(300),
+            ..errands_server::WorkerLimits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = RunningServer::start(store, Arc::new(SystemClock), config)
+        .await
+        .unwrap();
+    let client = client(&server);
+    let worker = Worker::builder(client.clone())
+        .handle(|ctx: JobContext, _job: Long| async move {
+            // Four silence timeouts without a report: only the socket reader's pongs keep
+            // the connection.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok(ctx.attempt)
+        })
+        .build();
+    let _running = spawn(worker);
+    let handle = client.enqueue(&Long).await.unwrap();
+    assert_eq!(client.result(&handle, WAIT).await.unwrap(), 1);
+    let done = client.get(handle.id).await.unwrap();
+    assert!(
+        done.errors.is_empty(),
+        "the worker was lost: {:?}",
+        done.errors
+    );
+}

@@ -31,6 +31,10 @@ pub struct Job {
     pub attempt: u32,
     /// Attempts allowed before the job is dead.
     pub max_attempts: u32,
+    /// Attempts its workers stopped unfinished as they shut down, which were given back
+    /// without counting (see `errands_core::lifecycle::decide_interruption`).
+    #[serde(default)]
+    pub interruptions: u32,
     /// Delay policy between attempts.
     pub backoff: Backoff,
     /// Seconds one attempt may run, if limited.

@@ -45,6 +45,13 @@ pub enum WorkerMessage {
         #[serde(default)]
         retry_after: Option<f64>,
     },
+    /// The worker stopped a job unfinished because it is shutting down (its grace period ran
+    /// out): the job goes back to its queue without using an attempt, up to a cap (see
+    /// [`decide_interruption`](crate::lifecycle::decide_interruption)).
+    Interrupted {
+        /// The job.
+        id: JobId,
+    },
     /// The worker's new total capacity.
     Capacity {
         /// Jobs at once; 0 stops new deliveries.
@@ -205,6 +212,17 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn interrupted_names_its_job() {
+        let id = JobId::new();
+        let text = format!(r#"{{"type":"interrupted","id":"{id}"}}"#);
+        assert_eq!(
+            parse_worker_frame(&text).unwrap(),
+            [WorkerMessage::Interrupted { id }]
+        );
+        assert!(parse_worker_frame(r#"{"type":"interrupted"}"#).is_err());
     }
 
     #[test]

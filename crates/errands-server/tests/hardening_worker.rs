@@ -344,3 +344,45 @@ async fn messages_sharing_the_hello_s_frame_are_handled() {
 fn uuid_like() -> String {
     "01900000-0000-7000-8000-000000000000".into()
 }
+
+/// A worker that goes silent (a stopped process: it neither reads nor answers pings) is lost
+/// once it has been silent for the limit, on a timer of its own: here the pings are far apart,
+/// and the job is back long before the next one would have been sent.
+#[tokio::test]
+async fn a_silent_worker_loses_its_jobs_at_the_silence_limit_not_at_the_next_ping() {
+    let silence = Duration::from_millis(600);
+    let ping_every = Duration::from_secs(30);
+    let s = TestServer::with_config(ServerConfig {
+        worker: WorkerLimits {
+            ping_every,
+            silence_limit: silence,
+            ..WorkerLimits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    // The server hears nothing from the worker before this instant, so it may not release its
+    // job before `silence` has passed from here.
+    let connecting = Instant::now();
+    let mut stalled = s
+        .worker(json!({"type": "hello", "queues": ["q"], "capacity": 1}))
+        .await;
+    let id = s.enqueue(json!({"kind": "slow", "queue": "q"})).await;
+    stalled.recv_type("job").await;
+
+    let job = eventually("the stalled worker's job is queued again", || async {
+        let job = s.job(&id).await;
+        (job["state"] == "queued").then_some(job)
+    })
+    .await;
+    let took = connecting.elapsed();
+    assert_eq!(job["errors"][0]["type"], "WorkerLost", "{job}");
+    assert!(
+        took >= silence,
+        "released {took:?} after connecting: not silent long enough"
+    );
+    assert!(
+        took < ping_every / 4,
+        "released after {took:?}: waited for a ping tick"
+    );
+}

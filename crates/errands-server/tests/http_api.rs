@@ -54,6 +54,7 @@ async fn get_returns_every_field_of_the_job() {
         "priority",
         "attempt",
         "max_attempts",
+        "interruptions",
         "backoff",
         "timeout",
         "unique_key",
@@ -87,6 +88,7 @@ async fn get_returns_every_field_of_the_job() {
     assert_eq!(job["priority"], 7);
     assert_eq!(job["attempt"], 0);
     assert_eq!(job["max_attempts"], 3);
+    assert_eq!(job["interruptions"], 0);
     assert_eq!(job["backoff"], json!({"type": "fixed", "delay": 2.5}));
     assert_eq!(job["timeout"], 30.0);
     assert_eq!(job["unique_key"], "welcome:42");

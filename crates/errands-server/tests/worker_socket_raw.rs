@@ -233,3 +233,53 @@ async fn progress_outside_0_to_100_gets_an_error_and_is_not_stored() {
     let job = s.wait_for_state(&id, "completed").await;
     assert_eq!(job["progress"]["percent"], 100.0);
 }
+
+#[tokio::test]
+async fn an_interrupted_job_is_queued_again_without_using_its_attempt() {
+    let s = TestServer::start().await;
+    let mut stopping = s.worker(hello()).await;
+    let id = s.enqueue(json!({"kind": "echo", "queue": "q"})).await;
+    assert_eq!(stopping.recv_type("job").await["attempt"], 1);
+
+    // What a worker whose grace period ran out sends: no more jobs, this one given back.
+    stopping
+        .send_text(&format!(
+            r#"[{{"type":"capacity","capacity":0}},{{"type":"interrupted","id":"{id}"}}]"#
+        ))
+        .await;
+    let job = s.wait_for_state(&id, "queued").await;
+    assert_eq!(job["attempt"], 0);
+    assert_eq!(job["errors"], json!([]));
+    assert_eq!(job["worker_id"], Value::Null);
+
+    let mut next = s.worker(hello()).await;
+    let delivered = next.recv_type("job").await;
+    assert_eq!(
+        (&delivered["id"], &delivered["attempt"]),
+        (&json!(id), &json!(1))
+    );
+    next.send_json(&json!({"type": "complete", "id": id})).await;
+    assert_eq!(s.wait_for_state(&id, "completed").await["attempt"], 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_report_for_a_job_not_held_gets_an_error_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let mut holder = s.worker(hello()).await;
+    let mut other = s
+        .worker(json!({"type": "hello", "queues": ["q"], "capacity": 0}))
+        .await;
+    let id = s.enqueue(json!({"kind": "echo", "queue": "q"})).await;
+    holder.recv_type("job").await;
+
+    other
+        .send_json(&json!({"type": "interrupted", "id": id}))
+        .await;
+    let reply = other.recv().await;
+    assert!(error_text(&reply).contains("not leased"), "{reply}");
+    let job = s.job(&id).await;
+    assert_eq!(
+        (&job["state"], &job["attempt"]),
+        (&json!("running"), &json!(1))
+    );
+}

@@ -21,7 +21,11 @@ pub(crate) async fn get(client: &impl GenericClient, id: JobId) -> Result<Job, S
 }
 
 /// The job, read with `lock` (`""` or `FOR UPDATE`).
-async fn read(client: &impl GenericClient, id: JobId, lock: &str) -> Result<Job, StoreError> {
+pub(crate) async fn read(
+    client: &impl GenericClient,
+    id: JobId,
+    lock: &str,
+) -> Result<Job, StoreError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 {lock}"
@@ -365,20 +369,27 @@ pub(crate) async fn retry(
     wakeups: &mut Wakeups,
 ) -> Result<Job, StoreError> {
     let job = read(client, id, "FOR UPDATE").await?;
-    let plan = decide_retry(job.state, job.attempt, job.max_attempts, reset_attempts)
-        .map_err(|refused| StoreError::refused(id, refused))?;
+    let plan = decide_retry(
+        job.state,
+        job.attempt,
+        job.max_attempts,
+        job.interruptions,
+        reset_attempts,
+    )
+    .map_err(|refused| StoreError::refused(id, refused))?;
     let retried = client
         .query_one(
             &format!(
                 "UPDATE jobs SET state = 'queued', run_at = $1, attempt = $2, max_attempts = $3, \
-                 finished_at = NULL, expires_at = NULL, result = NULL, progress = NULL \
-                 WHERE id = $4 RETURNING {JOB_COLUMNS}"
+                 interruptions = $5, finished_at = NULL, expires_at = NULL, result = NULL, \
+                 progress = NULL WHERE id = $4 RETURNING {JOB_COLUMNS}"
             ),
             &[
                 &now,
                 &i64::from(plan.attempt),
                 &i64::from(plan.max_attempts),
                 &id.0,
+                &i64::from(plan.interruptions),
             ],
         )
         .await;

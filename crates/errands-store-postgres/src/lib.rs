@@ -10,6 +10,7 @@ mod cron;
 mod enqueue;
 mod error;
 mod group;
+mod interrupt;
 mod jobs;
 mod listen;
 mod migrate;

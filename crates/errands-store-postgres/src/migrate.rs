@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "claim_index",
         sql: include_str!("../migrations/0006_claim_index.sql"),
     },
+    Migration {
+        version: 7,
+        name: "interruptions",
+        sql: include_str!("../migrations/0007_interruptions.sql"),
+    },
 ];
 
 /// The schema version this build of errands needs.

@@ -35,6 +35,9 @@ async fn apply_in(
         Report::Progress { id, progress } => jobs::progress(tx, *id, worker_id, progress)
             .await
             .map(|()| Reported::Progressed),
+        Report::Interrupted { id } => {
+            crate::interrupt::interrupt(tx, *id, worker_id, now, retention, wakeups).await
+        }
     }
 }
 

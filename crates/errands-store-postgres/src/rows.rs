@@ -13,13 +13,14 @@ use errands_store::StoreError;
 /// Every job column, in the order [`job_from_row`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, state, priority, attempt, \
     max_attempts, backoff, timeout, unique_key, unique_for, retention, tags, progress, result, \
-    errors, worker_id, created_at, run_at, started_at, finished_at, deadline, headers";
+    errors, worker_id, created_at, run_at, started_at, finished_at, deadline, headers, \
+    interruptions";
 
 /// The same columns qualified by the table alias `j`, for joins.
 pub(crate) const J_COLUMNS: &str = "j.id, j.queue, j.kind, j.args, j.state, j.priority, \
     j.attempt, j.max_attempts, j.backoff, j.timeout, j.unique_key, j.unique_for, j.retention, \
     j.tags, j.progress, j.result, j.errors, j.worker_id, j.created_at, j.run_at, j.started_at, \
-    j.finished_at, j.deadline, j.headers";
+    j.finished_at, j.deadline, j.headers, j.interruptions";
 
 /// Parses a stored state.
 pub(crate) fn parse_state(text: &str) -> Result<JobState, StoreError> {
@@ -62,6 +63,7 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         finished_at: row.try_get(21).map_err(from_pg)?,
         deadline: row.try_get(22).map_err(from_pg)?,
         headers: headers_of(row, 23),
+        interruptions: attempts(row.try_get(24).map_err(from_pg)?)?,
     })
 }
 

@@ -129,6 +129,23 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn interrupt(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reported, StoreError> {
+        let retention = self.inner.dead_retention;
+        transaction!(self, |tx, wakeups| crate::interrupt::interrupt(
+            &tx,
+            id,
+            worker_id,
+            now,
+            retention,
+            &mut wakeups
+        ))
+    }
+
     /// Every report of the batch in one transaction, in order, with the other writes of this
     /// node waiting at that moment (see [`group`]): one commit (one WAL flush) for all of
     /// them, where a commit per report would cap a node at the disk's flush rate.

@@ -173,15 +173,21 @@ pub enum Report {
         /// What it reported.
         progress: Progress,
     },
+    /// The worker stopped it unfinished as it shut down: see [`Store::interrupt`].
+    Interrupted {
+        /// The job.
+        id: JobId,
+    },
 }
 
 impl Report {
     /// The job it is about.
     pub fn id(&self) -> JobId {
         match self {
-            Report::Complete { id, .. } | Report::Fail { id, .. } | Report::Progress { id, .. } => {
-                *id
-            }
+            Report::Complete { id, .. }
+            | Report::Fail { id, .. }
+            | Report::Progress { id, .. }
+            | Report::Interrupted { id } => *id,
         }
     }
 }
@@ -195,6 +201,8 @@ pub enum Reported {
     Failed(Box<Job>),
     /// The progress was recorded.
     Progressed,
+    /// The interrupted job is queued again, its attempt given back; the job as it is now.
+    Requeued(Box<Job>),
 }
 
 /// A job that changed state without anyone holding it (promotion of a due job).
@@ -293,6 +301,7 @@ pub async fn apply_report<S: Store + ?Sized>(
             .progress(id, worker_id, progress)
             .await
             .map(|()| Reported::Progressed),
+        Report::Interrupted { id } => store.interrupt(id, worker_id, now).await,
     }
 }
 
@@ -359,6 +368,20 @@ pub trait Store: Send + Sync + 'static {
         cause: FailureCause,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
+
+    /// Applies the interruption of a job the worker holds: its worker stopped the attempt
+    /// unfinished because it had to shut down. Decided by
+    /// [`decide_interruption`](errands_core::lifecycle::decide_interruption) from the job's
+    /// count of interruptions, written guarded by the lease read: up to the cap the job is
+    /// `queued` again with its attempt count as before the attempt and its interruption count
+    /// raised ([`Reported::Requeued`]); past it the attempt is failed as `Interrupted`
+    /// ([`Reported::Failed`]). A job the worker no longer holds is `NotLeased` and unchanged.
+    async fn interrupt(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reported, StoreError>;
 
     /// Applies a worker's reports in the order given (two reports on one job land in the
     /// order it sent them), each with its own outcome. Backends may write them together.

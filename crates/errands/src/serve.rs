@@ -153,6 +153,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything is opened: a setting that cannot work fails fast, saying which.
     config.check().map_err(anyhow::Error::msg)?;
     logging::init(args.log_format, Vec::new())?;
+    warn_of_liveness(&config);
     let store_name = if args.memory {
         "memory".to_owned()
     } else {
@@ -175,6 +176,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("errands stopped");
     Ok(())
+}
+
+/// Warns when an idle worker, heard from only through its pongs, would be taken for lost
+/// between two pings.
+fn warn_of_liveness(config: &ServerConfig) {
+    let (ping, silence) = (config.worker.ping_every, config.worker.silence_limit);
+    if silence <= ping * 2 {
+        tracing::warn!(
+            ping_interval = ?ping,
+            silence_timeout = ?silence,
+            "--worker-silence-timeout is at most twice --worker-ping-interval: a worker that \
+             misses one ping, or an idle one, may be taken for lost; keep it a few pings long"
+        );
+    }
 }
 
 /// The server's settings from the command line.

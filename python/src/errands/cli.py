@@ -106,7 +106,8 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace",
         type=float,
         default=30.0,
-        help="seconds running jobs get to finish on SIGTERM/SIGINT (default 30)",
+        help="seconds running jobs get to finish on SIGTERM/SIGINT before they are given back "
+        "to the server as interrupted (default 30)",
     )
     parser.add_argument("--url", help="server URL (default $ERRANDS_URL or http://127.0.0.1:7733)")
     parser.add_argument("--token", help="bearer token (default $ERRANDS_TOKEN)")

@@ -136,6 +136,8 @@ class JobInfo:
     priority: int = 0
     attempt: int = 0
     max_attempts: int = 1
+    #: Attempts its workers stopped unfinished as they shut down, given back without counting.
+    interruptions: int = 0
     timeout: float | None = None
     unique_key: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -167,6 +169,7 @@ class JobInfo:
             priority=int(raw.get("priority") or 0),
             attempt=int(raw.get("attempt") or 0),
             max_attempts=int(raw.get("max_attempts") or 1),
+            interruptions=int(raw.get("interruptions") or 0),
             timeout=raw.get("timeout"),
             unique_key=raw.get("unique_key"),
             tags=list(raw.get("tags") or []),

@@ -81,8 +81,8 @@ class Abort(Enum):
     SERVER = "server"
     #: The attempt ran past its timeout here first: report a ``Timeout`` failure.
     TIMEOUT = "timeout"
-    #: The worker is shutting down past its grace period, or lost its connection: the server
-    #: requeues the job when the socket closes, so there is nothing to report.
+    #: The worker is shutting down past its grace period (it reports the job ``interrupted``
+    #: itself), or lost its connection (the server has requeued the job): no outcome to report.
     SHUTDOWN = "shutdown"
 
 

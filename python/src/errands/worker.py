@@ -5,7 +5,14 @@ pushes ``job`` messages while we have free capacity; each job runs as a :class:`
 ``complete``/``fail`` goes back through one writer task that batches whatever is pending into a
 single frame. When the socket drops, running jobs are aborted (the server has already requeued
 them) and the worker reconnects with backoff. ``stop()`` drains: ``capacity 0``, wait up to
-``grace`` seconds for running jobs, abort the rest, close.
+``grace`` seconds for running jobs, then report the rest ``interrupted`` (the server queues them
+again without counting the attempt, up to a cap) and abort them, close.
+
+Liveness: the server pings every few seconds and takes a worker silent for longer than its
+silence timeout for dead (12 s by default). The read loop answers those pings itself and never
+waits on a job: async tasks run as tasks of their own, plain functions in the thread pool, so
+a busy worker stays connected. Only blocking the event loop (sync work inside ``async def``)
+silences it.
 """
 
 from __future__ import annotations
@@ -142,7 +149,7 @@ class Worker:
             self._forced = True
             self._stopping = True
             self._barrier.set()  # no waiting for the server either
-            self._abort_all()
+            self._interrupt_all()
             if self._drain_task is None:
                 self._drain_task = loop.create_task(self._drain())
             return
@@ -455,6 +462,15 @@ class Worker:
         for run in list(self._running.values()):
             run.abort(Abort.SHUTDOWN)
 
+    def _interrupt_all(self) -> None:
+        """Stop every running job and tell the server each was interrupted (not failed), so it
+        queues them again without counting the attempt. A job whose attempt already ended has
+        its report queued instead; it is left alone."""
+        for run in list(self._running.values()):
+            if not run.task.done():
+                self._send({"type": "interrupted", "id": run.id})
+                run.abort(Abort.SHUTDOWN)
+
     # -- shutdown -----------------------------------------------------------------------------
 
     async def _drain(self) -> None:
@@ -469,12 +485,12 @@ class Worker:
                     await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
                 except asyncio.TimeoutError:
                     log.warning(
-                        "grace period of %s s is over: aborting %d job(s); the server requeues "
-                        "them",
+                        "grace period of %s s is over: giving %d unfinished job(s) back to the "
+                        "server (interrupted: the attempt is not counted)",
                         self.grace,
                         len(self._running),
                     )
-                    self._abort_all()
+                    self._interrupt_all()
                     await self._idle.wait()
                 ws = self._ws
                 if ws is None or ws.closed:

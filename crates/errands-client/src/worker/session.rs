@@ -129,7 +129,7 @@ impl<'a> Session<'a> {
                 }
                 _ = sleep_until(grace_deadline), if draining => {
                     tracing::warn!(jobs = self.tasks.len(), "grace period over; giving jobs back");
-                    self.abandon();
+                    self.interrupt_all(&mut sink).await?;
                     return self.finish(sink).await;
                 }
             }
@@ -243,7 +243,34 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Stops every running handler without reporting: their jobs go back to the queue.
+    /// Stops every running handler and tells the server their attempts were interrupted, so
+    /// their jobs go back to the queue without using an attempt. Reports of handlers that
+    /// finished meanwhile go first, and their jobs are not reported interrupted.
+    async fn interrupt_all(&mut self, sink: &mut Sink) -> Result<(), String> {
+        let mut stopped: Vec<JobId> = self.running.keys().copied().collect();
+        self.abandon();
+        let mut batch = Vec::new();
+        while let Ok(report) = self.reports.try_recv() {
+            if let WorkerMessage::Complete { id, .. } | WorkerMessage::Fail { id, .. } = &report {
+                stopped.retain(|running| running != id);
+            }
+            batch.push(report);
+        }
+        batch.extend(
+            stopped
+                .into_iter()
+                .map(|id| WorkerMessage::Interrupted { id }),
+        );
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let text = serde_json::to_string(&batch).map_err(|e| e.to_string())?;
+        sink.send(Message::Text(text.into()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stops every running handler without reporting.
     fn abandon(&mut self) {
         for token in self.running.values() {
             token.cancel();

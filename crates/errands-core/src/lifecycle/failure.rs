@@ -22,6 +22,9 @@ pub enum FailureCause {
     Timeout,
     /// The worker's connection closed while it held the job.
     WorkerLost,
+    /// The worker stopped the attempt unfinished as it shut down, more often than a job may
+    /// for free (see [`decide_interruption`](super::decide_interruption)).
+    Interrupted,
 }
 
 impl FailureCause {
@@ -31,6 +34,7 @@ impl FailureCause {
             FailureCause::Reported { .. } => None,
             FailureCause::Timeout => Some("Timeout"),
             FailureCause::WorkerLost => Some("WorkerLost"),
+            FailureCause::Interrupted => Some("Interrupted"),
         }
     }
 }
@@ -61,8 +65,8 @@ pub fn after_failure(
         };
     }
     let delay = match cause {
-        // The worker died, not the job: give it to another worker straight away.
-        FailureCause::WorkerLost => chrono::Duration::zero(),
+        // The worker died or stopped, not the job: give it to another worker straight away.
+        FailureCause::WorkerLost | FailureCause::Interrupted => chrono::Duration::zero(),
         FailureCause::Reported {
             retry_after: Some(seconds),
             ..

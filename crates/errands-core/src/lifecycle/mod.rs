@@ -9,6 +9,7 @@ mod cancel;
 pub mod cron;
 mod failure;
 mod history;
+mod interruption;
 mod refusal;
 mod release;
 mod retry;
@@ -20,6 +21,7 @@ pub use history::{
     capped_history, truncate, truncate_error, ERROR_HISTORY_FIRST, ERROR_HISTORY_LATEST,
     MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_TYPE_BYTES, MAX_TRACEBACK_BYTES,
 };
+pub use interruption::{decide_interruption, Interruption, MAX_FREE_INTERRUPTIONS};
 pub use refusal::{decide_delete, Refused};
 pub use release::ReleaseCause;
 pub use retry::{decide_retry, RetryPlan};

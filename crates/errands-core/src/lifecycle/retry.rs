@@ -10,14 +10,18 @@ pub struct RetryPlan {
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
+    /// Interruptions counted so far (see [`decide_interruption`](super::decide_interruption)).
+    pub interruptions: u32,
 }
 
-/// Decides a retry of a job in `state`. With `reset_attempts` it starts over; without, it
-/// keeps its count and gets one more attempt if it had none left.
+/// Decides a retry of a job in `state`. With `reset_attempts` it starts over, its
+/// interruptions forgotten too; without, it keeps its counts and gets one more attempt if it
+/// had none left.
 pub fn decide_retry(
     state: JobState,
     attempt: u32,
     max_attempts: u32,
+    interruptions: u32,
     reset_attempts: bool,
 ) -> Result<RetryPlan, Refused> {
     if !state.can_retry() {
@@ -30,11 +34,13 @@ pub fn decide_retry(
         RetryPlan {
             attempt: 0,
             max_attempts,
+            interruptions: 0,
         }
     } else {
         RetryPlan {
             attempt,
             max_attempts: max_attempts.max(attempt.saturating_add(1)),
+            interruptions,
         }
     })
 }
@@ -46,17 +52,18 @@ mod tests {
     #[test]
     fn unfinished_jobs_cannot_be_retried() {
         for state in [JobState::Scheduled, JobState::Queued, JobState::Running] {
-            assert!(decide_retry(state, 1, 3, false).is_err());
+            assert!(decide_retry(state, 1, 3, 0, false).is_err());
         }
     }
 
     #[test]
     fn a_dead_job_gets_one_more_attempt() {
         assert_eq!(
-            decide_retry(JobState::Dead, 3, 3, false),
+            decide_retry(JobState::Dead, 3, 3, 2, false),
             Ok(RetryPlan {
                 attempt: 3,
-                max_attempts: 4
+                max_attempts: 4,
+                interruptions: 2
             })
         );
     }
@@ -64,10 +71,11 @@ mod tests {
     #[test]
     fn reset_starts_over() {
         assert_eq!(
-            decide_retry(JobState::Dead, 3, 3, true),
+            decide_retry(JobState::Dead, 3, 3, 2, true),
             Ok(RetryPlan {
                 attempt: 0,
-                max_attempts: 3
+                max_attempts: 3,
+                interruptions: 0
             })
         );
     }

@@ -35,8 +35,11 @@ impl Default for WorkerLimits {
     fn default() -> Self {
         Self {
             hello_timeout: Duration::from_secs(10),
-            ping_every: Duration::from_secs(15),
-            silence_limit: Duration::from_secs(60),
+            // A stalled worker (stopped process, blocked event loop) loses its jobs to other
+            // workers within 12 s; a live one answers each ping within milliseconds, so it
+            // would have to miss two in a row (8 s late) to be thought gone.
+            ping_every: Duration::from_secs(4),
+            silence_limit: Duration::from_secs(12),
             write_timeout: Duration::from_secs(10),
             outbound_bytes: 8 << 20,
             outbound_messages: 1024,

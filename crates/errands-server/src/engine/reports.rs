@@ -1,5 +1,5 @@
-//! Workers' reports (complete, fail, progress): written to the store together, in the order
-//! the worker sent them, then counted and published one by one.
+//! Workers' reports (complete, fail, progress, interrupted): written to the store together, in
+//! the order the worker sent them, then counted and published one by one.
 
 use errands_core::event::Change;
 use errands_core::lifecycle::FailureCause;
@@ -127,6 +127,12 @@ impl Engine {
                 self.publish_job(&job);
                 self.wake_after_failure(&job.queue, job.state);
             }
+            Reported::Requeued(job) => {
+                tracing::info!(job_id = %job.id, queue = %job.queue, kind = %job.kind,
+                    "job interrupted by its worker's shutdown; queued again, attempt not used");
+                self.publish_job(&job);
+                self.wake_after_failure(&job.queue, job.state);
+            }
             Reported::Progressed => {
                 if let (Report::Progress { id, progress }, Some((queue, kind))) = (report, labels) {
                     self.publish_change(id, &queue, &kind, Change::Progress { progress });
@@ -164,6 +170,7 @@ fn prepare(report: WorkerReport, now: chrono::DateTime<chrono::Utc>, max_data: u
             Ok(()) => Prepared::Write(Report::Progress { id, progress }, report.labels),
             Err(error) => Prepared::Refused(error.into()),
         },
+        WorkerMessage::Interrupted { id } => Prepared::Write(Report::Interrupted { id }, None),
         WorkerMessage::Hello(_) | WorkerMessage::Capacity { .. } => Prepared::Nothing,
     }
 }

@@ -2,6 +2,7 @@
 //! applying its reports, and releasing its jobs when it goes away.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use futures_util::future::{select_all, OptionFuture};
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{interval, sleep_until, timeout, Instant, MissedTickBehavior};
+use tokio::time::{interval, sleep, sleep_until, timeout, Instant, MissedTickBehavior, Sleep};
 
 use super::hello::{read_hello, Greeting, MAX_CAPACITY};
 use super::outbound::{Outbound, OutboundError};
@@ -53,8 +54,12 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>) {
     tracing::info!(worker_id, name = ?hello.name, queues = hello.queues.len(), capacity = hello.capacity, "worker connected");
     let Greeting { hello, rest } = greeting;
     let mut session = Session::new(engine.clone(), worker_id.clone(), hello, status, out, held);
-    if let Err(error) = session.serve(&mut stream, inbox, rest).await {
-        tracing::debug!(worker_id, %error, "worker connection ended");
+    match session.serve(&mut stream, inbox, rest).await {
+        Err(error @ SessionEnd::Silent(_)) => {
+            tracing::warn!(worker_id, %error, "worker lost: no pong nor any message; its jobs go back to their queues");
+        }
+        Err(error) => tracing::debug!(worker_id, %error, "worker connection ended"),
+        Ok(()) => {}
     }
     session.settle().await;
     engine.workers().unregister(&worker_id);
@@ -219,6 +224,10 @@ impl Session {
         // A zero period would make `interval` panic; a millisecond is as often as it is useful.
         let mut ping = interval(self.limits.ping_every.max(Duration::from_millis(1)));
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Silence is watched on a timer of its own, not at ping ticks, so a stalled worker is
+        // found out right when it has been silent for the limit, whatever the ping period.
+        let silence = sleep(self.limits.silence_limit);
+        tokio::pin!(silence);
         loop {
             if self.in_flight.is_none() {
                 self.start_round();
@@ -258,7 +267,8 @@ impl Session {
                 _ = sleep_until(hold_expiry.unwrap_or_else(Instant::now)), if hold_expiry.is_some() => {
                     self.give_back_held().await?;
                 }
-                _ = ping.tick() => self.check_alive()?,
+                _ = ping.tick() => self.ping()?,
+                () = &mut silence => self.check_silence(silence.as_mut())?,
             }
         }
     }
@@ -276,14 +286,21 @@ impl Session {
         Ok(())
     }
 
-    /// Ends a session whose worker has been silent too long, else pings it. Nothing here
-    /// waits on the socket, so a worker that stops reading is still found out.
-    fn check_alive(&mut self) -> Result<(), SessionEnd> {
+    /// Pings the worker, so that a live one is heard from at least once per ping period.
+    /// Nothing here waits on the socket, so a worker that stops reading is still found out.
+    fn ping(&self) -> Result<(), SessionEnd> {
+        Ok(self.out.send(Message::Ping(Default::default()))?)
+    }
+
+    /// Ends a session whose worker has been silent for the limit; otherwise sets `timer` to
+    /// when it will have been, counted from the last frame heard.
+    fn check_silence(&self, timer: Pin<&mut Sleep>) -> Result<(), SessionEnd> {
         let silent = self.last_heard.elapsed();
-        if silent > self.limits.silence_limit {
+        if silent >= self.limits.silence_limit {
             return Err(SessionEnd::Silent(silent));
         }
-        Ok(self.out.send(Message::Ping(Default::default()))?)
+        timer.reset(self.last_heard + self.limits.silence_limit);
+        Ok(())
     }
 
     /// Queues `message` for the worker.
@@ -506,7 +523,9 @@ impl Session {
                 self.give_back_held().await?;
                 return Ok(());
             }
-            WorkerMessage::Complete { id, .. } | WorkerMessage::Fail { id, .. } => (*id, true),
+            WorkerMessage::Complete { id, .. }
+            | WorkerMessage::Fail { id, .. }
+            | WorkerMessage::Interrupted { id } => (*id, true),
             WorkerMessage::Progress { id, .. } => (*id, false),
         };
         let Some(sent) = self.running.get(&id) else {

@@ -136,6 +136,7 @@ mod tests {
             priority: 0,
             attempt: 1,
             max_attempts: 3,
+            interruptions: 0,
             backoff: Backoff::default(),
             timeout: None,
             unique_key: None,

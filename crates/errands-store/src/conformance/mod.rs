@@ -12,6 +12,7 @@
 
 pub mod cron;
 pub mod history;
+pub mod interruption;
 pub mod jobs;
 pub mod lease;
 pub mod multinode;
@@ -68,6 +69,9 @@ macro_rules! conformance_suite {
             lease::restart_of_an_unshared_store_releases_other_nodes_jobs,
             lease::deadlines_expire,
             lease::late_report_after_timeout_is_refused,
+            interruption::interrupted_job_is_queued_with_its_attempt_unused,
+            interruption::interruptions_past_the_cap_count_as_failures,
+            interruption::interruption_without_the_lease_changes_nothing,
             history::error_history_keeps_the_first_and_latest_attempts,
             sweeps::scheduled_jobs_are_promoted_when_due,
             sweeps::retention_purges_finished_jobs,

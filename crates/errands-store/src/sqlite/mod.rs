@@ -2,6 +2,7 @@
 //! pool of read connections.
 
 mod cron_ops;
+mod interrupt_ops;
 mod node_ops;
 mod ops;
 mod rows;
@@ -281,6 +282,20 @@ impl Store for SqliteStore {
         let dead_retention = self.inner.dead_retention;
         self.write(false, move |conn| {
             ops::fail(conn, id, &worker_id, error, cause, now, dead_retention)
+        })
+        .await
+    }
+
+    async fn interrupt(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reported, StoreError> {
+        let worker_id = worker_id.to_owned();
+        let dead_retention = self.inner.dead_retention;
+        self.write(false, move |conn| {
+            interrupt_ops::interrupt(conn, id, &worker_id, now, dead_retention)
         })
         .await
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use errands_core::lifecycle::{
-    decide_cancel, decide_delete, decide_failure, decide_retry, Cancellation, FailureCause,
-    ReleaseCause, UniqueRule,
+    decide_cancel, decide_delete, decide_failure, decide_retry, Cancellation, FailedAttempt,
+    FailureCause, ReleaseCause, UniqueRule,
 };
 use errands_core::{AttemptError, Backoff, Job, JobId, JobState, NewJob, Progress};
 use rusqlite::types::ToSql;
@@ -340,7 +340,7 @@ pub(crate) fn unclaim(
 }
 
 /// The job if `worker_id` holds it, else why not.
-fn leased(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job, StoreError> {
+pub(crate) fn leased(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job, StoreError> {
     let job = get(conn, id)?;
     if job.state == JobState::Running && job.worker_id.as_deref() == Some(worker_id) {
         Ok(job)
@@ -416,8 +416,18 @@ fn record_failure(
     now: DateTime<Utc>,
     dead_retention: f64,
 ) -> Result<Option<Job>, StoreError> {
-    // The history is capped (see `capped_history`), so rewriting it whole stays cheap.
     let failed = decide_failure(job, error, cause, now, dead_retention, &mut rand::rng());
+    write_failure(conn, job, &failed)
+}
+
+/// Writes the failed attempt `failed` of the running `job` as read; `None` if the job is no
+/// longer under the lease read.
+pub(crate) fn write_failure(
+    conn: &Connection,
+    job: &Job,
+    failed: &FailedAttempt,
+) -> Result<Option<Job>, StoreError> {
+    // The history is capped (see `capped_history`), so rewriting it whole stays cheap.
     conn.prepare_cached(&format!(
         "UPDATE jobs SET state = ?1, run_at = ?2, errors = ?3, worker_id = NULL, node_id = NULL, \
          deadline = NULL, finished_at = ?4, expires_at = ?5 \
@@ -518,13 +528,19 @@ pub(crate) fn retry(
     now: DateTime<Utc>,
 ) -> Result<Job, StoreError> {
     let job = get(conn, id)?;
-    let plan = decide_retry(job.state, job.attempt, job.max_attempts, reset_attempts)
-        .map_err(|refused| StoreError::refused(id, refused))?;
+    let plan = decide_retry(
+        job.state,
+        job.attempt,
+        job.max_attempts,
+        job.interruptions,
+        reset_attempts,
+    )
+    .map_err(|refused| StoreError::refused(id, refused))?;
     let retried = conn
         .prepare_cached(&format!(
             "UPDATE jobs SET state = 'queued', run_at = ?1, attempt = ?2, max_attempts = ?3, \
-             finished_at = NULL, expires_at = NULL, result = NULL, progress = NULL \
-             WHERE id = ?4 AND state = ?5 RETURNING {JOB_COLUMNS}"
+             interruptions = ?6, finished_at = NULL, expires_at = NULL, result = NULL, \
+             progress = NULL WHERE id = ?4 AND state = ?5 RETURNING {JOB_COLUMNS}"
         ))?
         .query_row(
             params![
@@ -532,7 +548,8 @@ pub(crate) fn retry(
                 plan.attempt,
                 plan.max_attempts,
                 id.to_string(),
-                job.state.as_str()
+                job.state.as_str(),
+                plan.interruptions
             ],
             |row| Ok(job_from_row(row)),
         )

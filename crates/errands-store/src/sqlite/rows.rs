@@ -9,7 +9,8 @@ use crate::error::StoreError;
 /// Every job column, in the order [`job_from_row`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, state, priority, attempt, \
     max_attempts, backoff, timeout, unique_key, unique_for, retention, tags, progress, result, \
-    errors, worker_id, created_at, run_at, started_at, finished_at, deadline, headers";
+    errors, worker_id, created_at, run_at, started_at, finished_at, deadline, headers, \
+    interruptions";
 
 /// Unix milliseconds of a time, as stored.
 pub(crate) fn to_ms(time: DateTime<Utc>) -> i64 {
@@ -73,5 +74,6 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
         finished_at: opt_time(row.get(21)?)?,
         deadline: opt_time(row.get(22)?)?,
         headers: opt_json(row.get(23)?)?.unwrap_or_default(),
+        interruptions: row.get(24)?,
     })
 }

@@ -82,6 +82,10 @@ CREATE TABLE leaders (
 /// and delivered with it.
 const VERSION_3: &str = "ALTER TABLE jobs ADD COLUMN headers TEXT;";
 
+/// Version 4: how often each job's attempt was interrupted by its worker shutting down (see
+/// `errands_core::lifecycle::decide_interruption`), for the cap on free interruptions.
+const VERSION_4: &str = "ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;";
+
 /// Brings the schema to the current version, in one transaction: the tables of version 1
 /// (created if missing), then each later version's changes once, counted in `user_version`.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -95,6 +99,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 3 {
         tx.execute_batch(VERSION_3)?;
         tx.pragma_update(None, "user_version", 3)?;
+    }
+    if version < 4 {
+        tx.execute_batch(VERSION_4)?;
+        tx.pragma_update(None, "user_version", 4)?;
     }
     tx.commit()
 }

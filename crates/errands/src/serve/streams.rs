@@ -13,10 +13,11 @@ pub struct StreamArgs {
     #[arg(long, env = "ERRANDS_WORKER_HELLO_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     worker_hello_timeout: Duration,
     /// How often the server pings each worker.
-    #[arg(long, env = "ERRANDS_WORKER_PING_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ERRANDS_WORKER_PING_INTERVAL", default_value = "4s", value_parser = humantime::parse_duration)]
     worker_ping_interval: Duration,
-    /// A worker that sends nothing, not even a pong, for this long is lost.
-    #[arg(long, env = "ERRANDS_WORKER_SILENCE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// A worker that sends nothing, not even a pong, for this long is lost (a stopped process
+    /// or a blocked event loop): its jobs are redelivered at once.
+    #[arg(long, env = "ERRANDS_WORKER_SILENCE_TIMEOUT", default_value = "12s", value_parser = humantime::parse_duration)]
     worker_silence_timeout: Duration,
     /// A write to a worker that makes no progress for this long cuts it off; its jobs are
     /// then redelivered.
