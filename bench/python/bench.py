@@ -100,9 +100,7 @@ def server_binary() -> str:
         return configured
     binary = ROOT / "target" / "release" / "errands"
     if not binary.exists():
-        subprocess.run(
-            ["cargo", "build", "--release", "-p", "errands"], cwd=ROOT, check=True
-        )
+        subprocess.run(["cargo", "build", "--release", "-p", "errands"], cwd=ROOT, check=True)
     return str(binary)
 
 
@@ -242,34 +240,34 @@ def table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> None:
 
 
 def targets(results: dict[str, dict[str, Any]]) -> None:
-    """The issue's targets, errands against the fastest peer of this run."""
+    """The issue's targets, errands against the fastest peer of this run. Each figure is a
+    ratio that passes at or above the needed one (limits are turned into ratios too)."""
     peers = {s: r for s, r in results.items() if s in PEERS}
     if "errands" not in results or not peers:
         return
     full, normal = results["errands"], results.get("errands normal")
-    fastest_drain = min(peers, key=lambda s: peers[s]["drain"])
-    fastest_one = min(peers, key=lambda s: peers[s]["one"]["seconds"])
+    drain = min(peers, key=lambda s: peers[s]["drain"])
+    one = min(peers, key=lambda s: peers[s]["one"]["seconds"])
     checks = [
-        (f"drain >= 4x the fastest peer ({fastest_drain})",
-         peers[fastest_drain]["drain"] / full["drain"], 4.0),
-        ("1-by-1 --sync full p50 < 0.6 ms (figure: 0.6 / p50)",
-         0.6 / full["one"]["p50_ms"], 1.0),
-        ("--sync full producers >= 20,000 jobs/s (figure: jobs/s / 20,000)",
-         full["producers"]["jobs_per_s"] / 20_000, 1.0),
+        (f"drain >= 4x the fastest peer's ({drain})", peers[drain]["drain"] / full["drain"], 4),
+        ("1-by-1 p50 < 0.6 ms (0.6 ms / p50)", 0.6 / full["one"]["p50_ms"], 1),
+        ("100 producers >= 20,000 jobs/s (jobs/s / 20,000)",
+         full["producers"]["jobs_per_s"] / 20_000, 1),
     ]  # fmt: skip
     if normal is not None:
-        checks.append((f"1-by-1 --sync normal >= the fastest peer's ({fastest_one})",
-                       peers[fastest_one]["one"]["seconds"] / normal["one"]["seconds"], 1.0))  # fmt: skip
+        ratio = peers[one]["one"]["seconds"] / normal["one"]["seconds"]
+        checks.append((f"--sync normal 1-by-1 >= the fastest peer's ({one})", ratio, 1))
     if "pgqueuer" in peers:
-        checks.append(("1-by-1 --sync full >= 2x pgqueuer",
-                       peers["pgqueuer"]["one"]["seconds"] / full["one"]["seconds"], 2.0))  # fmt: skip
+        ratio = peers["pgqueuer"]["one"]["seconds"] / full["one"]["seconds"]
+        checks.append(("1-by-1 >= 2x pgqueuer's", ratio, 2))
     if "latency" in full:
-        checks.append(("latency p99 < 5 ms (figure: 5 / p99)", 5 / full["latency"]["p99_ms"], 1.0))
-        checks.append(("latency max < 20 ms (figure: 20 / max)", 20 / full["latency"]["max_ms"], 1.0))  # fmt: skip
-    print("\n| target (errands: file store, --sync full) | figure | needed | |")
+        checks.append(("latency p99 < 5 ms (5 ms / p99)", 5 / full["latency"]["p99_ms"], 1))
+        checks.append(("latency max < 20 ms (20 ms / max)", 20 / full["latency"]["max_ms"], 1))
+    print("\n| target (errands: file store, --sync full unless said) | figure | needed | |")
     print("| --- | ---: | ---: | --- |")
     for what, figure, needed in checks:
-        print(f"| {what} | {figure:.2f}x | {needed:.1f}x | {'pass' if figure >= needed else 'MISS'} |")
+        verdict = "pass" if figure >= needed else "MISS"
+        print(f"| {what} | {figure:.2f}x | {needed}x | {verdict} |")
 
 
 def main() -> None:

@@ -39,9 +39,7 @@ LATENCY_RATE = 500.0
 
 def args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "phase", choices=["enqueue-batch", "process", "producers", "latency"]
-    )
+    parser.add_argument("phase", choices=["enqueue-batch", "process", "producers", "latency"])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--procs", type=int, default=1, help="worker processes")
@@ -64,7 +62,10 @@ async def timed(fn: Callable[[], Awaitable[None]]) -> float:
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
-    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return {"p50_ms": at(0.50) * 1e3, "p99_ms": at(0.99) * 1e3, "max_ms": ordered[-1] * 1e3}
 
 
@@ -163,13 +164,20 @@ async def run_worker_until_done(
 
 
 async def _spawn(cmds: Sequence[list[str]], env: dict[str, str], out: int) -> list[Any]:
-    return [
-        await asyncio.create_subprocess_exec(
-            *cmd, cwd=HERE, env={**os.environ, **env}, stdout=out,
-            stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        for cmd in cmds
-    ]
+    # Each in its own session, so that killing its group also ends the processes it forks.
+    procs = []
+    for cmd in cmds:
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=HERE,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+    return procs
 
 
 async def _stop(procs: list[Any]) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from pgqueuer import AsyncpgDriver, AsyncpgPoolDriver, Job, QueueManager
 from pgqueuer.queries import Queries
