@@ -291,7 +291,13 @@ def main() -> None:
         help="how the process phase enqueues its jobs before the drain",
     )  # fmt: skip
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument(
+        "--no-sdk-refresh", action="store_true",
+        help="measure the SDK already in the errands venv (its rebuild needs cargo and disk)",
+    )  # fmt: skip
     a = parser.parse_args()
+    if a.no_sdk_refresh:
+        _REFRESHED.add("errands")
     # Read by common.py in every script and worker process started from here.
     os.environ["BENCH_TASK"] = a.task
     if shutil.which("redis-cli"):
@@ -299,7 +305,12 @@ def main() -> None:
     for name in {s.split(" ")[0] for s in a.systems.split(",")}:
         venv_python(name)  # venvs made and the SDK refreshed before anything is timed
     print(f"start: load {load()}, compilers running: {compilers() or 'none'}", file=sys.stderr)
-    results = {system: measure(system, a) for system in a.systems.split(",")}
+    results: dict[str, dict[str, Any]] = {}
+    for system in a.systems.split(","):
+        try:
+            results[system] = measure(system, a)
+        except SystemExit as failed:  # one system's failure does not lose the others' figures
+            print(f"{system}: {failed}", file=sys.stderr)
     print(f"end: load {load()}, compilers running: {compilers() or 'none'}", file=sys.stderr)
     table(results, a)
     targets(results)
