@@ -8,7 +8,7 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
-from arq import create_pool
+from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
 import common
@@ -19,44 +19,49 @@ REDIS = RedisSettings(
 )
 
 
-async def noop(ctx: dict[str, Any], i: int) -> None:
-    await common.job_done(ctx["redis"])
+async def noop(ctx: dict[str, Any], i: float) -> None:
+    await common.job_done(ctx["redis"], i)
 
 
 class WorkerSettings:
     functions = [noop]  # noqa: RUF012 - arq's own convention
     redis_settings = REDIS
-    # The worker process reads the concurrency from the environment the benchmark sets.
+    # The worker process reads its slots from the environment the benchmark sets.
     max_jobs = int(os.environ.get("BENCH_CONCURRENCY", "10"))
+
+
+async def concurrent(pool: ArqRedis, jobs: int) -> None:
+    """arq has no batch enqueue: the closest is many enqueue_job() calls at once."""
+    for start in range(0, jobs, 1000):
+        chunk = range(start, min(start + 1000, jobs))
+        await asyncio.gather(*(pool.enqueue_job("noop", i) for i in chunk))
 
 
 async def main() -> None:
     a = common.args()
     await common.reset_redis()
     pool = await create_pool(REDIS)
+
+    async def enqueue(i: float) -> None:
+        await pool.enqueue_job("noop", i)
+
     try:
-        if a.phase == "enqueue-one":
-
-            async def one_by_one() -> None:
-                for i in range(a.jobs):
-                    await pool.enqueue_job("noop", i)
-
-            common.report({"seconds": await common.timed(one_by_one)})
-            return
-
-        # arq has no batch enqueue: the closest is many enqueue_job() calls at once.
-        async def concurrent() -> None:
-            for start in range(0, a.jobs, 1000):
-                chunk = range(start, min(start + 1000, a.jobs))
-                await asyncio.gather(*(pool.enqueue_job("noop", i) for i in chunk))
-
-        seconds = await common.timed(concurrent)
         if a.phase == "enqueue-batch":
-            common.report({"seconds": seconds})
+            common.report({"seconds": await common.timed(lambda: concurrent(pool, a.jobs))})
             return
+        if a.phase == "producers":
+            common.report(await common.producers(enqueue, a.jobs))
+            return
+        if a.phase == "latency":
+            raise SystemExit("the latency phase is run for errands only")
+        if a.fill == "one":
+            fill = await common.one_by_one(enqueue, a.jobs)
+        else:
+            fill = {"seconds": await common.timed(lambda: concurrent(pool, a.jobs))}
         cmd = [sys.executable, "-m", "arq", "sys_arq.WorkerSettings"]
-        env = {"BENCH_CONCURRENCY": str(a.concurrency)}
-        common.report({"seconds": await common.run_worker_until_done(cmd, a.jobs, env)})
+        env = {"BENCH_CONCURRENCY": str(common.per_process(a.concurrency, a.procs))}
+        drain = await common.run_worker_until_done([cmd] * a.procs, a.jobs, env)
+        common.report({"fill": fill, **drain})
     finally:
         await pool.aclose()
 

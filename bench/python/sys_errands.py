@@ -24,33 +24,41 @@ async def disconnect(state: errands.State) -> None:
 
 
 @app.task(queue="bench")
-async def noop(ctx: errands.Context, i: int) -> None:
-    await common.job_done(ctx.state.redis)
+async def noop(ctx: errands.Context, i: float) -> None:
+    await common.job_done(ctx.state.redis, i)
+
+
+def workers(jobs_at_once: int, procs: int) -> list[list[str]]:
+    slots = str(common.per_process(jobs_at_once, procs))
+    cmd = [sys.executable, "-m", "errands", "worker", "sys_errands:app",
+           "--concurrency", slots, "--log-level", "warning"]  # fmt: skip
+    return [cmd] * procs
+
+
+async def batch(jobs: int) -> None:
+    await app.enqueue_many([noop.spec(i) for i in range(jobs)])
 
 
 async def main() -> None:
     a = common.args()
     await common.reset_redis()
     async with app:
-        if a.phase == "enqueue-one":
-
-            async def one_by_one() -> None:
-                for i in range(a.jobs):
-                    await noop.enqueue(i)
-
-            common.report({"seconds": await common.timed(one_by_one)})
-            return
-
-        async def batch() -> None:
-            await app.enqueue_many([noop.spec(i) for i in range(a.jobs)])
-
-        seconds = await common.timed(batch)
         if a.phase == "enqueue-batch":
-            common.report({"seconds": seconds})
-            return
-        cmd = [sys.executable, "-m", "errands", "worker", "sys_errands:app",
-               "--concurrency", str(a.concurrency), "--log-level", "warning"]  # fmt: skip
-        common.report({"seconds": await common.run_worker_until_done(cmd, a.jobs, {})})
+            common.report({"seconds": await common.timed(lambda: batch(a.jobs))})
+        elif a.phase == "producers":
+            common.report(await common.producers(noop.enqueue, a.jobs))
+        elif a.phase == "latency":
+            load = lambda: common.offer_at_rate(noop.enqueue, a.jobs)  # noqa: E731
+            cmds = workers(a.concurrency, a.procs)
+            common.report(await common.run_worker_until_done(cmds, a.jobs, {}, load))
+        else:
+            if a.fill == "one":
+                fill = await common.one_by_one(noop.enqueue, a.jobs)
+            else:
+                fill = {"seconds": await common.timed(lambda: batch(a.jobs))}
+            cmds = workers(a.concurrency, a.procs)
+            drain = await common.run_worker_until_done(cmds, a.jobs, {})
+            common.report({"fill": fill, **drain})
 
 
 if __name__ == "__main__":
